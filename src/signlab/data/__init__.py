@@ -1,0 +1,4 @@
+"""Manifests, feature files, statistics, datasets and the synthetic signer.
+
+Data code never imports models.
+"""

@@ -1,0 +1,168 @@
+"""Gloss-recognition dataset, its collate function, and length-bucketed batching."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset, Sampler
+
+from signlab.data.features import Preprocessor, ScanResult, load_features
+from signlab.data.stats import FeatureStats
+from signlab.vocab import EOS, PAD, SOS, Vocabulary
+
+# A transform takes body-relative (T, D) features and a generator, returns new (T', D) features.
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
+    """Uniformly pick ``max_frames`` frames from a longer clip: the whole sentence stays."""
+    if len(x) <= max_frames:
+        return x
+    return x[np.linspace(0, len(x) - 1, max_frames).round().astype(np.int64)]
+
+
+class GlossDataset(Dataset):
+    """Yields standardised features with CTC targets and decoder input / target tokens.
+
+    ``decoder_input = <sos> + ids``, ``decoder_target = ids + <eos>``. A ``transform`` (training
+    augmentation) draws from a generator seeded by (seed, epoch, index), so a run is
+    reproducible whatever the number of DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        scan: ScanResult,
+        prep: Preprocessor,
+        stats: FeatureStats,
+        vocab: Vocabulary,
+        max_frames: int,
+        transform: Transform | None = None,
+        accept: Callable[[int, int], bool] | None = None,
+        seed: int = 0,
+    ):
+        self.samples, self.arrays = scan.samples, scan.arrays
+        self.lengths = [min(n, max_frames) for n in scan.lengths]
+        self.prep, self.stats, self.vocab = prep, stats, vocab
+        self.max_frames, self.transform, self.seed = max_frames, transform, seed
+        self.accept = accept  # (frames, index) -> still usable after the transform?
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def features(self, index: int) -> np.ndarray:
+        """Body-relative features before augmentation and standardisation."""
+        if self.arrays is not None:
+            return self.arrays[index]
+        s = self.samples[index]
+        return self.prep(load_features(s.features, self.prep.dim), s.where)
+
+    def __getitem__(self, index: int) -> dict:
+        x = self.features(index)
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            augmented = self.transform(x, rng)
+            # a clip sped up too far for its CTC targets is used as it is
+            if self.accept is None or self.accept(min(len(augmented), self.max_frames), index):
+                x = augmented
+        x = resample_frames(x, self.max_frames)
+        x = self.stats.standardize(x, self.prep.present(x))
+        sample = self.samples[index]
+        ids = self.vocab.encode(sample.glosses)
+        return {
+            "id": sample.id,
+            "glosses": " ".join(sample.glosses),
+            "features": torch.from_numpy(np.ascontiguousarray(x)),
+            "ctc_target": torch.tensor(ids, dtype=torch.long),
+            "decoder_input": torch.tensor([SOS, *ids], dtype=torch.long),
+            "decoder_target": torch.tensor([*ids, EOS], dtype=torch.long),
+        }
+
+
+def hybrid_collate_fn(batch: Sequence[dict]) -> dict:
+    """Pad a list of samples into batch tensors (padding value 0 = ``<pad>``).
+
+    Returns ``features`` (B, T, D), ``padding_mask`` (B, T, True at padding), ``lengths``,
+    ``ctc_targets`` (B, L) with ``target_lengths``, ``decoder_input`` / ``decoder_target``
+    (B, L + 1), and the sample ``ids`` and reference ``glosses``.
+    """
+    lengths = torch.tensor([len(b["features"]) for b in batch])
+    features = pad_sequence([b["features"] for b in batch], batch_first=True)
+    return {
+        "ids": [b["id"] for b in batch],
+        "glosses": [b["glosses"] for b in batch],
+        "features": features,
+        "lengths": lengths,
+        "padding_mask": torch.arange(features.size(1))[None] >= lengths[:, None],
+        "ctc_targets": pad_sequence([b["ctc_target"] for b in batch], batch_first=True, padding_value=PAD),
+        "target_lengths": torch.tensor([len(b["ctc_target"]) for b in batch]),
+        "decoder_input": pad_sequence([b["decoder_input"] for b in batch], batch_first=True, padding_value=PAD),
+        "decoder_target": pad_sequence([b["decoder_target"] for b in batch], batch_first=True, padding_value=PAD),
+    }
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, so padding stays small; reshuffled every epoch.
+
+    Indices are shuffled, cut into chunks of ``batch_size * bucket_batches``, sorted by length
+    within a chunk and batched; the batch order is shuffled again. Under DDP each of the
+    ``num_replicas`` processes takes every ``num_replicas``-th batch; for training
+    (``pad_replicas``) the batch list is padded so every process runs the same number of steps.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        bucket_batches: int = 50,
+        pad_replicas: bool = True,
+        on_epoch: Callable[[int], None] | None = None,
+    ):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.bucket_batches, self.pad_replicas = bucket_batches, pad_replicas
+        self.on_epoch = on_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
+
+    def _all_batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.lengths)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        chunk = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, n, chunk):
+            idx = order[start : start + chunk]
+            idx = idx[np.argsort(self.lengths[idx], kind="stable")]
+            batches.extend(idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.pad_replicas and batches and len(batches) % self.num_replicas:
+            batches += batches[: self.num_replicas - len(batches) % self.num_replicas]
+        return batches
+
+    def __iter__(self):
+        for batch in self._all_batches()[self.rank :: self.num_replicas]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.lengths) / self.batch_size)  # chunks hold whole batches
+        if self.pad_replicas:
+            return math.ceil(n / self.num_replicas)
+        return len(range(self.rank, n, self.num_replicas))

@@ -1,0 +1,182 @@
+"""Loading and validating feature files, and scanning a manifest's files once before training.
+
+Every problem is tied to the manifest row and comes with what to do about it. A bad row is
+excluded and counted, never replaced by a dummy sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.progress import track
+
+from signlab.data import pose
+from signlab.data.manifest import Sample
+from signlab.data.stats import RunningStats
+from signlab.errors import SignlabError
+
+log = logging.getLogger(__name__)
+
+ADVICE = {
+    "missing": "check the features column (relative to the manifest's folder) or extract the file",
+    "corrupt": "re-extract the file",
+    "shape": "features must be a 2-D array (frames, dims)",
+    "empty": "the clip has no frames: re-extract it or drop the row",
+    "dim": "every file must have the same feature dimension as the model input",
+    "nonfinite": "re-extract the file; NaN/inf usually come from a failed extraction",
+    "no_body": "no frame shows the signer's shoulders: re-extract the clip or drop the row",
+    "no_glosses": "add the glosses or drop the row",
+    "no_text": "add the text or drop the row",
+    "too_short": "the clip has fewer frames than its glosses need for CTC: check the row's "
+    "glosses, or lower model.subsampling",
+}
+
+
+class FeatureError(SignlabError):
+    """A feature file that cannot be used; ``kind`` is a key of :data:`ADVICE`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
+    """Read a ``.npy`` feature file as float32 (T, D), validating it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureError("missing", f"{path} not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FeatureError("corrupt", f"{path} cannot be read ({exc})") from exc
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        shape = getattr(arr, "shape", type(arr).__name__)
+        raise FeatureError("shape", f"{path} has shape {shape}, expected (frames, dims)")
+    if arr.shape[0] == 0:
+        raise FeatureError("empty", f"{path} has 0 frames")
+    if expected_dim is not None and arr.shape[1] != expected_dim:
+        raise FeatureError("dim", f"{path} has {arr.shape[1]} dims per frame, expected {expected_dim}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise FeatureError("corrupt", f"{path} holds {arr.dtype} values, not numbers")
+    arr = arr.astype(np.float32, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frames = np.flatnonzero(bad.any(axis=1))
+        raise FeatureError(
+            "nonfinite", f"{path} has {int(bad.sum())} NaN/inf values (first in frame {frames[0]})"
+        )
+    return arr
+
+
+@dataclass
+class Preprocessor:
+    """What happens to every clip before statistics and batching: pose becomes body-relative."""
+
+    dim: int
+    pose_normalize: bool = True
+
+    @property
+    def is_pose(self) -> bool:
+        return self.dim == pose.POSE_FEATURE_DIM
+
+    def __call__(self, raw: np.ndarray, where: str = "") -> np.ndarray:
+        if not (self.is_pose and self.pose_normalize):
+            return raw
+        out = pose.normalize_body(raw)
+        if out is None:
+            raise FeatureError("no_body", f"{where}: no frame shows the signer's shoulders")
+        return out
+
+    def present(self, frames: np.ndarray) -> np.ndarray | None:
+        """Which values belong to detected parts (pose input only)."""
+        return pose.value_mask(frames) if self.is_pose else None
+
+
+@dataclass
+class Exclusion:
+    sample: Sample
+    kind: str
+    message: str
+
+
+@dataclass
+class ScanResult:
+    """The usable samples of one split, their lengths and (when small enough) their arrays."""
+
+    samples: list[Sample]
+    lengths: list[int]
+    arrays: list[np.ndarray] | None
+    excluded: list[Exclusion] = field(default_factory=list)
+
+
+
+def scan(
+    samples: Sequence[Sample],
+    prep: Preprocessor,
+    *,
+    check: Callable[[Sample, int], tuple[str, str] | None] | None = None,
+    stats: RunningStats | None = None,
+    cache_bytes: int = 2 << 30,
+    desc: str = "scanning features",
+) -> ScanResult:
+    """Load and validate every file once, feeding ``stats`` (train split) on the way, and
+    keep the preprocessed arrays in memory if they fit in ``cache_bytes``.
+
+    ``check(sample, frames)`` may exclude a readable row (no glosses, too short for CTC...) by
+    returning ``(kind, message)``.
+    """
+    kept, lengths, arrays, excluded = [], [], [], []
+    total = 0
+    for s in track(samples, description=desc, transient=True):
+        try:
+            arr = prep(load_features(s.features, prep.dim), s.where)
+        except FeatureError as exc:
+            excluded.append(Exclusion(s, exc.kind, str(exc)))
+            continue
+        problem = check(s, len(arr)) if check else None
+        if problem:
+            excluded.append(Exclusion(s, *problem))
+            continue
+        if stats is not None:
+            stats.update(arr, prep.present(arr))
+        kept.append(s)
+        lengths.append(len(arr))
+        if arrays is not None:
+            total += arr.nbytes
+            arrays.append(arr)
+            if total > cache_bytes:
+                arrays = None  # too big to hold: the dataset reads files on demand
+    return ScanResult(kept, lengths, arrays, excluded)
+
+
+def infer_dim(samples: Sequence[Sample]) -> int:
+    """The feature dimension of the first readable file (others are checked against it)."""
+    for s in samples:
+        try:
+            return load_features(s.features).shape[1]
+        except FeatureError:
+            continue
+    raise SignlabError(
+        f"none of the {len(samples)} feature files could be read; first: {samples[0].where} -> "
+        f"{samples[0].features}" if samples else "the manifest has no rows"
+    )
+
+
+def report_exclusions(excluded: Sequence[Exclusion], split: str, total: int) -> None:
+    """One warning per split: how many rows were excluded, why, and the first few of each kind."""
+    if not excluded:
+        return
+    counts = Counter(e.kind for e in excluded)
+    lines = [f"{split}: excluded {len(excluded)} of {total} rows ({', '.join(f'{k}: {n}' for k, n in counts.items())})"]
+    for kind in counts:
+        examples = [e for e in excluded if e.kind == kind][:3]
+        for e in examples:
+            lines.append(f"  {e.sample.where}: {e.message}")
+        lines.append(f"  -> {ADVICE[kind]}")
+    log.warning("\n".join(lines))

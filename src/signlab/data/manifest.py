@@ -1,0 +1,135 @@
+"""Manifests: which clip is which, where its features are, and what was signed.
+
+Two formats are read as they are:
+
+* signlab's CSV (header row; columns ``id, split, features`` plus ``glosses`` for recognition,
+  ``text`` (or ``sentence``) for translation, ``signer``, ``sentence_id``; extra columns are
+  kept). ``features`` is relative to the manifest's folder.
+* the PHOENIX-2014-T corpus files (``name|video|start|end|speaker|orth|translation``), whose
+  split comes from the file name (``...train.corpus.csv``) and whose features are looked up as
+  ``FEATURES_DIR/<name>.npy`` (FEATURES_DIR defaults to the corpus file's folder).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from signlab.errors import SignlabError
+
+SPLITS = ("train", "dev", "test")
+PHOENIX_HEADER = ["name", "video", "start", "end", "speaker", "orth", "translation"]
+_CORE_COLUMNS = {"id", "split", "features", "glosses", "text", "signer"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One manifest row."""
+
+    id: str
+    split: str
+    features: Path
+    glosses: tuple[str, ...] = ()
+    text: str = ""
+    signer: str = ""
+    source: str = ""  # manifest file name
+    row: int = 0  # line number in that file (the header is line 1)
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.row} (id {self.id})"
+
+
+def read_manifests(paths: Iterable[str | Path], features_dir: str | Path | None = None) -> list[Sample]:
+    """Read and concatenate manifests; ids must be unique across all of them."""
+    samples = [s for p in paths for s in read_manifest(p, features_dir)]
+    dupes = [i for i, c in Counter(s.id for s in samples).items() if c > 1]
+    if dupes:
+        first = next(s for s in samples if s.id == dupes[0])
+        raise SignlabError(
+            f"{len(dupes)} ids appear more than once (e.g. {dupes[0]!r} at {first.where}); "
+            "make the id column unique"
+        )
+    return samples
+
+
+def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> list[Sample]:
+    path = Path(path)
+    if not path.is_file():
+        raise SignlabError(f"manifest {path} not found")
+    with path.open(newline="", encoding="utf-8") as f:
+        first = f.readline().strip()
+    if first.split("|") == PHOENIX_HEADER:
+        return _read_phoenix(path, Path(features_dir) if features_dir else path.parent)
+    return _read_csv(path, Path(features_dir) if features_dir else path.parent)
+
+
+def _read_csv(path: Path, base: Path) -> list[Sample]:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise SignlabError(f"manifest {path} is empty: it needs a header row with id,split,features,...")
+        missing = {"id", "split", "features"} - set(reader.fieldnames)
+        if missing:
+            raise SignlabError(
+                f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
+                f"{reader.fieldnames}. See README 'Data formats'."
+            )
+        samples, bad_split = [], []
+        for line, row in enumerate(reader, start=2):
+            split = (row["split"] or "").strip().lower()
+            if split not in SPLITS:
+                bad_split.append(f"line {line}: {row['split']!r}")
+                continue
+            text = row.get("text") or row.get("sentence") or ""
+            extra = {k: v for k, v in row.items() if k not in _CORE_COLUMNS and k is not None}
+            samples.append(
+                Sample(
+                    id=(row["id"] or "").strip() or f"line{line}",
+                    split=split,
+                    features=base / (row["features"] or "").strip(),
+                    glosses=tuple((row.get("glosses") or "").split()),
+                    text=text.strip(),
+                    signer=(row.get("signer") or "").strip(),
+                    source=path.name,
+                    row=line,
+                    extra=extra,
+                )
+            )
+    if bad_split:
+        raise SignlabError(
+            f"manifest {path}: split must be one of {SPLITS}; found {', '.join(bad_split[:5])}"
+            + (f" and {len(bad_split) - 5} more" if len(bad_split) > 5 else "")
+        )
+    return samples
+
+
+def _read_phoenix(path: Path, features_dir: Path) -> list[Sample]:
+    split = next((s for s in SPLITS if f".{s}." in path.name), None)
+    if split is None:
+        raise SignlabError(
+            f"cannot tell the split of PHOENIX corpus file {path.name}: its name should contain "
+            "'.train.', '.dev.' or '.test.' as in the corpus release"
+        )
+    samples = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="|", quoting=csv.QUOTE_NONE)
+        for line, row in enumerate(reader, start=2):
+            samples.append(
+                Sample(
+                    id=row["name"],
+                    split=split,
+                    features=features_dir / f"{row['name']}.npy",
+                    glosses=tuple((row["orth"] or "").split()),
+                    text=(row["translation"] or "").strip(),
+                    signer=row["speaker"] or "",
+                    source=path.name,
+                    row=line,
+                    extra={"video": row["video"]},
+                )
+            )
+    return samples

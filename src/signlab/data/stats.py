@@ -1,0 +1,73 @@
+"""Global per-dimension feature statistics, computed in one streaming pass over the train split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from signlab.errors import SignlabError
+
+MIN_STD = 1e-3  # dimensions that barely move in train are not blown up at test time
+
+
+@dataclass
+class FeatureStats:
+    """Mean and std per feature dimension; ``standardize`` keeps undetected parts at zero."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
+    def standardize(self, x: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        out = (x - self.mean) / self.std
+        if present is not None:
+            out *= present
+        return out.astype(np.float32, copy=False)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, mean=self.mean.astype(np.float32), std=self.std.astype(np.float32))
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        try:
+            with np.load(path) as z:
+                return cls(z["mean"], z["std"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise SignlabError(f"cannot read feature statistics {path}: {exc}") from exc
+
+
+class RunningStats:
+    """Chan et al.'s parallel mean / variance, merged chunk by chunk in float64.
+
+    ``valid`` (same shape as the chunk) excludes values from the statistics, e.g. the zeros of
+    a hand that was not detected; a dimension never seen gets mean 0 and std 1.
+    """
+
+    def __init__(self, dim: int):
+        self.n = np.zeros(dim)
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)
+
+    def update(self, x: np.ndarray, valid: np.ndarray | None = None) -> None:
+        x = x.astype(np.float64, copy=False)
+        w = np.ones_like(x) if valid is None else valid.astype(np.float64)
+        n_b = w.sum(axis=0)
+        seen = n_b > 0
+        mean_b = np.divide((x * w).sum(axis=0), n_b, out=np.zeros_like(n_b), where=seen)
+        m2_b = (((x - mean_b) ** 2) * w).sum(axis=0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
+        self.mean = self.mean + delta * frac
+        self.m2 = self.m2 + m2_b + delta**2 * self.n * frac
+        self.n = n
+
+    def finalize(self) -> FeatureStats:
+        var = np.divide(self.m2, self.n, out=np.ones_like(self.m2), where=self.n > 0)
+        std = np.maximum(np.sqrt(var), MIN_STD)
+        return FeatureStats(self.mean.astype(np.float32), std.astype(np.float32))

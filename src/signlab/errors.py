@@ -1,0 +1,5 @@
+"""The one exception type users see: it says what went wrong, where, and what to do."""
+
+
+class SignlabError(Exception):
+    """A problem with the user's input or set-up; the CLI prints it without a traceback."""

@@ -1,0 +1,1 @@
+"""Loading trained bundles and running them."""

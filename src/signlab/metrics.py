@@ -1,0 +1,93 @@
+"""Metrics the field already trusts: WER through jiwer, BLEU through sacrebleu, plus the CTC
+blank ratio and the PHOENIX-2014-T gloss clean-up used before scoring that corpus."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import groupby
+
+import jiwer
+import torch
+from torch import Tensor
+
+from signlab.vocab import BLANK
+
+
+@dataclass
+class WERResult:
+    wer: float  # percent
+    sub: int
+    dele: int
+    ins: int
+    hits: int
+    ref_words: int
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        d = asdict(self)
+        d["del"] = d.pop("dele")
+        return d
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> WERResult:
+    """Corpus-level WER (percent) with substitution / deletion / insertion counts."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if not references:
+        return WERResult(0.0, 0, 0, 0, 0, 0, 0)
+    out = jiwer.process_words(list(references), list(hypotheses))
+    ref_words = out.hits + out.substitutions + out.deletions
+    errors = out.substitutions + out.deletions + out.insertions
+    return WERResult(100.0 * errors / max(ref_words, 1), out.substitutions, out.deletions, out.insertions, out.hits, ref_words, len(references))
+
+
+def edit_counts(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
+    """(errors, reference words): what distributed validation sums across processes."""
+    r = word_error_rate(references, hypotheses)
+    return r.sub + r.dele + r.ins, r.ref_words
+
+
+def blank_counts(ctc_logits: Tensor, lengths: Tensor) -> tuple[int, int]:
+    """(frames whose best CTC label is blank, valid frames): the CTC-collapse indicator."""
+    valid = torch.arange(ctc_logits.size(1), device=lengths.device)[None] < lengths[:, None]
+    blanks = (ctc_logits.argmax(-1) == BLANK) & valid
+    return int(blanks.sum()), int(valid.sum())
+
+
+def bleu(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+# The clean-up of the PHOENIX-2014-T evaluation protocol, applied to hypotheses and references
+# alike: drop annotation markers (__ON__, __EMOTION__...), strip loc-/cl- prefixes and
+# -PLUSPLUS / RAUM suffixes, join spelled letters with '+', merge immediate repetitions.
+_PHOENIX_PATTERNS = [
+    (r"__LEFTHAND__|__EPENTHESIS__|__EMOTION__", ""),
+    (r"\b__[^_ ]*__\b", ""),
+    (r"\bloc-([^ ]*)\b", r"\1"),
+    (r"\bcl-([^ ]*)\b", r"\1"),
+    (r"\b([^ ]*)-PLUSPLUS\b", r"\1"),
+    (r"\b([A-Z][A-Z]*)RAUM\b", r"\1"),
+    (r"WIE AUSSEHEN", "WIE-AUSSEHEN"),
+    (r"^([A-Z]) ([A-Z][+ ])", r"\1+\2"),
+    (r"[ +]([A-Z]) ([A-Z]) ", r" \1+\2 "),
+    (r"([ +][A-Z]) ([A-Z][ +])", r"\1+\2"),
+    (r"([ +][A-Z]) ([A-Z][ +])", r"\1+\2"),
+    (r"([ +][A-Z]) ([A-Z][ +])", r"\1+\2"),
+    (r"([ +]SCH) ([A-Z][ +])", r"\1+\2"),
+    (r"([ +]NN) ([A-Z][ +])", r"\1+\2"),
+    (r"([ +][A-Z]) (NN[ +])", r"\1+\2"),
+    (r"([ +][A-Z]) ([A-Z])$", r"\1+\2"),
+]
+_PHOENIX_RULES = [(re.compile(p), r) for p, r in _PHOENIX_PATTERNS]
+
+
+def clean_phoenix_2014t(glosses: str) -> str:
+    s = glosses.strip()
+    for pattern, repl in _PHOENIX_RULES:
+        s = pattern.sub(repl, s)
+    return " ".join(k for k, _ in groupby(s.split()))

@@ -1,0 +1,60 @@
+"""The TCN + CTC baseline the ASL seed started from, on the same data path as the hybrid model.
+
+Dilated residual 1-D convolutions (receptive field grows as 2^layers) and a CTC head, no
+decoder: the configuration whose CTC loss tends to collapse to all-blank outputs.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from signlab.models.hybrid import ConvSubsampling, Encoded, InputProjection, RecognizerOutput, padding_mask
+
+
+class TemporalBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2)
+        self.mix = nn.Conv1d(channels, channels, 1)
+        self.norm = nn.LayerNorm(channels)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        h = (self.norm(x) * keep).transpose(1, 2)  # padded frames read as zeros
+        h = self.mix(self.drop(self.act(self.conv(h))))
+        return x + self.drop(h.transpose(1, 2))
+
+
+class TCNCTCModel(nn.Module):
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        d_model: int = 512,
+        num_layers: int = 6,
+        kernel_size: int = 5,
+        dropout: float = 0.1,
+        subsampling: int = 1,
+    ):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("tcn_kernel_size must be odd so the convolution stays centred")
+        self.subsampling = subsampling
+        self.project = InputProjection(input_dim, d_model, dropout)
+        self.subsample = ConvSubsampling(d_model, subsampling)
+        self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.ctc_head = nn.Linear(d_model, vocab_size)
+
+    def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
+        x, lengths = self.subsample(self.project(features), lengths)
+        mask = padding_mask(lengths, x.size(1))
+        keep = (~mask)[..., None].to(x.dtype)
+        for block in self.blocks:
+            x = block(x, keep)
+        return Encoded(self.norm(x), lengths, mask)
+
+    def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:
+        enc = self.encode(features, lengths)
+        return RecognizerOutput(self.ctc_head(enc.out), enc.lengths, None)

@@ -1,0 +1,45 @@
+"""Plots people would rather look at than read: training curves from ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PANELS = (
+    ("loss", ("train_loss", "dev_loss", "train_ctc", "train_ce")),
+    ("dev WER (%)", ("dev_wer", "dev_wer_ctc")),
+    ("CTC blank ratio", ("train_blank_ratio", "dev_blank_ratio")),
+    ("learning rate", ("lr",)),
+)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_training_curves(metrics: str | Path, out: str | Path, panels=PANELS) -> Path | None:
+    """One panel per quantity, epoch lines on the x axis; None when there is nothing to plot."""
+    epochs = [r for r in read_jsonl(metrics) if r.get("kind", "epoch") == "epoch"]
+    if not epochs:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=2.5, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)

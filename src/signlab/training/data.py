@@ -1,0 +1,155 @@
+"""From manifest rows and a config to usable splits: scanned, filtered, with vocabulary and stats."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from signlab.config import Config
+from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, Transform, hybrid_collate_fn
+from signlab.data.features import Exclusion, Preprocessor, ScanResult, infer_dim, report_exclusions, scan
+from signlab.data.manifest import Sample
+from signlab.data.stats import FeatureStats, RunningStats
+from signlab.errors import SignlabError
+from signlab.models import subsampled_lengths
+from signlab.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def ctc_min_frames(glosses: Sequence[str]) -> int:
+    """CTC needs one frame per label plus a blank between two equal neighbours."""
+    return len(glosses) + sum(a == b for a, b in zip(glosses, glosses[1:]))
+
+
+@dataclass
+class GlossData:
+    input_dim: int
+    prep: Preprocessor
+    stats: FeatureStats
+    vocab: Vocabulary
+    splits: dict[str, ScanResult]
+
+    @property
+    def excluded(self) -> list[Exclusion]:
+        return [e for r in self.splits.values() for e in r.excluded]
+
+    def write_exclusions(self, path: Path) -> None:
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["source", "row", "id", "split", "reason", "message"])
+            for e in self.excluded:
+                w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.message])
+
+
+def resolve_input_dim(cfg: Config, samples: Sequence[Sample]) -> int:
+    """The features' dimension, checked against ``model.input_dim`` when that is set."""
+    found = infer_dim(samples)
+    if cfg.model.input_dim is not None and cfg.model.input_dim != found:
+        raise SignlabError(
+            f"the features have {found} dims per frame but model.input_dim is {cfg.model.input_dim}: "
+            f"pass --set model.input_dim={found} (or null to take it from the data)"
+        )
+    return found
+
+
+def prepare_gloss_data(
+    samples: Sequence[Sample],
+    cfg: Config,
+    *,
+    vocab: Vocabulary | None = None,
+    stats: FeatureStats | None = None,
+) -> GlossData:
+    """Scan the train and dev splits once, exclude unusable rows (reported with their reason),
+    and build the vocabulary and feature statistics from train unless they are given."""
+    by_split = {s: [x for x in samples if x.split == s] for s in ("train", "dev")}
+    for split, rows in by_split.items():
+        if not rows:
+            raise SignlabError(
+                f"the manifest has no {split!r} rows; training needs train rows, and dev rows to pick the "
+                "best checkpoint and stop early"
+            )
+    dim = resolve_input_dim(cfg, by_split["train"])
+    prep = Preprocessor(dim, cfg.data.pose_normalization)
+    factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
+
+    def check(sample: Sample, frames: int) -> tuple[str, str] | None:
+        if not sample.glosses:
+            return "no_glosses", f"{sample.where}: the glosses column is empty"
+        need, have = ctc_min_frames(sample.glosses), subsampled_lengths(min(frames, max_frames), factor)
+        if have < need:
+            return "too_short", (
+                f"{sample.where}: {len(sample.glosses)} glosses need {need} CTC frames but the clip gives {have} "
+                f"({frames} frames, resampled to at most {max_frames}, subsampled x{factor})"
+            )
+        return None
+
+    running = RunningStats(dim) if stats is None else None
+    cache = int(cfg.data.cache_gb * 2**30)
+    splits = {"train": scan(by_split["train"], prep, check=check, stats=running, cache_bytes=cache, desc="scanning train")}
+    splits["dev"] = scan(by_split["dev"], prep, check=check, cache_bytes=cache, desc="scanning dev")
+    for split, result in splits.items():
+        report_exclusions(result.excluded, split, len(by_split[split]))
+        if not result.samples:
+            raise SignlabError(f"no usable {split} rows left (see the warnings above for why each was excluded)")
+    if vocab is None:
+        vocab = Vocabulary.build((s.glosses for s in splits["train"].samples), cfg.data.min_gloss_count)
+    unknown = vocab.unknown(g for s in splits["dev"].samples for g in s.glosses)
+    if unknown:
+        log.warning(
+            "dev: %d gloss types never occur in train (e.g. %s); the model cannot output them, so they count "
+            "as errors in dev WER", len(unknown), ", ".join(sorted(unknown)[:5]),
+        )
+    return GlossData(dim, prep, stats or running.finalize(), vocab, splits)
+
+
+class GlossDataModule(L.LightningDataModule):
+    """Length-bucketed loaders; each DDP process takes its own share of the batches."""
+
+    def __init__(self, data: GlossData, cfg: Config, transform: Transform | None = None):
+        super().__init__()
+        self.data, self.cfg, self.transform = data, cfg, transform
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        d, t = self.data, self.cfg.training
+        accept = None
+        if train and self.transform is not None:
+            samples = d.splits[split].samples
+            need = np.array([ctc_min_frames(s.glosses) for s in samples])
+            factor = self.cfg.model.subsampling
+
+            def accept(frames: int, index: int) -> bool:
+                return subsampled_lengths(frames, factor) >= need[index]
+
+        ds = GlossDataset(
+            d.splits[split], d.prep, d.stats, d.vocab, self.cfg.data.max_frames,
+            transform=self.transform if train else None, accept=accept, seed=t.seed,
+        )
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = LengthBucketBatchSampler(
+            ds.lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank,
+            pad_replicas=train, on_epoch=ds.set_epoch,
+        )
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn, num_workers=t.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", train=False)
+
+
+def eval_loader(result: ScanResult, prep: Preprocessor, stats: FeatureStats, vocab: Vocabulary, max_frames: int,
+                batch_size: int) -> DataLoader:
+    """Batches of similar length, in a fixed order, for decoding a whole split."""
+    ds = GlossDataset(result, prep, stats, vocab, max_frames)
+    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=False, pad_replicas=False)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn)
+

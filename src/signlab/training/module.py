@@ -1,0 +1,114 @@
+"""The Lightning module that trains a gloss recogniser and watches for CTC collapse."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from signlab.config import Config, parse_config
+from signlab.decoding import decode_batch
+from signlab.decoding.ctc import ctc_greedy_decode
+from signlab.errors import SignlabError
+from signlab.losses import JointCTCAttentionLoss
+from signlab.metrics import blank_counts, edit_counts
+from signlab.models import build_recognizer
+from signlab.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+COLLAPSE_BLANK_RATIO = 0.95
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool = True):
+    """LR factor: linear warm-up to 1, then half a cosine down to 0 (or flat)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class GlossRecognitionModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: Config = parse_config(config)
+        self.vocab = Vocabulary(vocab_tokens)
+        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab))
+        m = self.cfg.model
+        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
+        self.hybrid = m.type == "hybrid"
+        # summed over the dev set, then over processes: errors/words per decoder, blanks/frames
+        self.register_buffer("dev_counts", torch.zeros(6, dtype=torch.float64), persistent=False)
+
+    def _step(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = self.model(batch["features"], batch["lengths"], batch["decoder_input"] if self.hybrid else None)
+        losses = self.criterion(out, batch)
+        if not torch.isfinite(losses["loss"]):
+            raise SignlabError(
+                f"the loss became {losses['loss'].item()} on the batch holding {', '.join(batch['ids'][:5])}: "
+                "lower training.lr, or check these rows' features"
+            )
+        losses["blank_ratio"] = torch.tensor(blank_counts(out.ctc_logits, out.lengths)).double()
+        return losses
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self._step(batch)
+        size = len(batch["ids"])
+        blanks, frames = losses.pop("blank_ratio").tolist()
+        self.log("train_blank_ratio", blanks / max(frames, 1), batch_size=size)
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=size, on_epoch=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses = self._step(batch)
+        losses.pop("blank_ratio")
+        self.log("dev_loss", losses["loss"], batch_size=len(batch["ids"]), sync_dist=True)
+        method = self.cfg.decoding.method if self.hybrid else "ctc_greedy"
+        hyps, out = decode_batch(self.model, batch["features"], batch["lengths"], method, self.cfg.decoding.max_len)
+        ctc_hyps = hyps if method == "ctc_greedy" else ctc_greedy_decode(out.ctc_logits, out.lengths)
+        refs = batch["glosses"]
+        counts = [*edit_counts(refs, self._text(hyps)), *edit_counts(refs, self._text(ctc_hyps)),
+                  *blank_counts(out.ctc_logits, out.lengths)]
+        self.dev_counts += torch.tensor(counts, dtype=torch.float64, device=self.device)
+
+    def _text(self, hyps: list[list[int]]) -> list[str]:
+        return [" ".join(self.vocab.decode(h)) for h in hyps]
+
+    def on_validation_epoch_end(self) -> None:
+        errors, words, ctc_errors, ctc_words, blanks, frames = self.trainer.strategy.reduce(
+            self.dev_counts, reduce_op="sum"
+        ).tolist()
+        self.dev_counts.zero_()
+        wer, ratio = 100 * errors / max(words, 1), blanks / max(frames, 1)
+        # already summed over processes: sync_dist only averages identical values
+        self.log("dev_wer", wer, prog_bar=True, sync_dist=True)
+        self.log("dev_wer_ctc", 100 * ctc_errors / max(ctc_words, 1), sync_dist=True)
+        self.log("dev_blank_ratio", ratio, sync_dist=True)
+        # every CTC model starts all-blank; past warm-up, a ratio this high is collapse
+        warmed_up = self.current_epoch + 1 >= self.cfg.training.warmup_epochs
+        if ratio > COLLAPSE_BLANK_RATIO and warmed_up and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            log.warning(
+                "CTC collapse: %.1f%% of dev frames decode to blank after epoch %d (warm-up is over). If it "
+                "persists, raise model.ce_weight, lengthen training.warmup_epochs or lower training.lr.",
+                100 * ratio, self.current_epoch,
+            )
+
+    def configure_optimizers(self):
+        t = self.cfg.training
+        opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = max(1, round(t.warmup_epochs * total / max(1, self.trainer.max_epochs or t.epochs)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total, t.scheduler == "cosine"))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

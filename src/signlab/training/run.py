@@ -1,0 +1,114 @@
+"""``signlab train``: manifest + config -> a run folder with checkpoints, metrics and a bundle.
+
+RUN/ holds ``checkpoints/{best,latest}.ckpt`` (written atomically), ``metrics.jsonl``,
+``excluded.csv`` (rows left out and why), ``curves.png``, and the bundle files that
+``signlab evaluate`` and :class:`signlab.Recognizer` load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from signlab.config import Config
+from signlab.data.dataset import Transform
+from signlab.data.manifest import read_manifests
+from signlab.data.stats import FeatureStats
+from signlab.errors import SignlabError
+from signlab.inference.bundle import Bundle, save_bundle
+from signlab.inference.recognizer import Recognizer, evaluate_samples
+from signlab.report import plot_training_curves
+from signlab.training.callbacks import AtomicCheckpointIO, CompactProgressBar, JsonlMetrics
+from signlab.training.data import GlossDataModule, prepare_gloss_data
+from signlab.training.module import GlossRecognitionModule
+from signlab.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")  # train_* are per-rank
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+def is_launcher_process() -> bool:
+    """False in the extra processes a DDP launcher starts (they must not touch shared files)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def train(
+    manifests: Sequence[str | Path],
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    features_dir: str | Path | None = None,
+    transform: Transform | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a gloss recogniser; returns the run folder (a loadable bundle once done)."""
+    out = Path(out)
+    latest = out / "checkpoints" / "latest.ckpt"
+    primary = is_launcher_process()
+    if resume and not latest.is_file():
+        raise SignlabError(f"nothing to resume in {out}: {latest} not found")
+    if not resume and primary and (latest.exists() or (out / "model.safetensors").exists()):
+        raise SignlabError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+
+    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
+    samples = read_manifests(manifests, features_dir)
+    vocab, stats = (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
+    data = prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.input_dim = data.input_dim
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+        data.vocab.save(out / "vocab.json")
+        data.stats.save(out / "stats.npz")
+        data.write_exclusions(out / "excluded.csv")
+
+    t = cfg.training
+    best = ModelCheckpoint(out / "checkpoints", "best", monitor="dev_wer", mode="min", enable_version_counter=False)
+    last = ModelCheckpoint(out / "checkpoints", "latest", enable_version_counter=False, save_on_train_epoch_end=True)
+    callbacks: list[L.Callback] = [best, last, JsonlMetrics(out / "metrics.jsonl", t.log_every_n_steps)]
+    if progress:
+        callbacks.append(CompactProgressBar(leave=False))
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping("dev_wer", patience=t.early_stopping_patience, mode="min", check_on_train_epoch_end=False))
+    trainer = L.Trainer(
+        max_epochs=t.epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip,
+        accumulate_grad_batches=t.accumulate_grad_batches, callbacks=callbacks, logger=False,
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, default_root_dir=out,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
+    )
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim)
+    started = time.time()
+    trainer.fit(module, datamodule=GlossDataModule(data, cfg, transform), ckpt_path=str(latest) if resume else None)
+    if not trainer.is_global_zero:
+        return out
+
+    chosen = best.best_model_path or str(latest)
+    checkpoint = torch.load(chosen, map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    metrics = {
+        "model": cfg.model.type, "best_epoch": checkpoint["epoch"], "epochs": trainer.current_epoch,
+        "train_time_s": round(time.time() - started, 1),
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+    }
+    recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
+    for split in ("dev", "test"):
+        rows = [s for s in samples if s.split == split]
+        if rows:
+            metrics[split] = evaluate_samples(recognizer, rows, split, output=out / f"{split}_results.json")
+    save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
+    plot_training_curves(out / "metrics.jsonl", out / "curves.png")
+    return out

@@ -1,0 +1,56 @@
+"""Shared fixtures: small data made here, never downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signlab.config import load_config
+from signlab.data.synthetic import CorpusSpec, generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+
+TINY_MODEL = [
+    "model.input_dim=null", "model.d_model=32", "model.nhead=2", "model.num_encoder_layers=1",
+    "model.num_decoder_layers=1", "model.dim_feedforward=64", "model.subsampling=2",
+    "training.epochs=2", "training.batch_size=8", "training.lr=1e-3", "training.warmup_epochs=1",
+    "training.accelerator=cpu", "training.log_every_n_steps=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Manifest of a small synthetic corpus: 3 train signers, 1 dev, 1 test."""
+    out = tmp_path_factory.mktemp("corpus")
+    return generate_corpus(out, CorpusSpec(train_signers=3, dev_signers=1, test_signers=1, clips_per_signer=12, seed=3))
+
+
+@pytest.fixture
+def tiny_config():
+    def make(*overrides: str):
+        return load_config(REPO / "configs" / "hybrid.yaml", [*TINY_MODEL, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run ``signlab ARGS`` in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "signlab.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **env},
+    )
+
+
+def needs_real_data():
+    return pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"{REAL_DATA} not present")

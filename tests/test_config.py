@@ -1,0 +1,49 @@
+import pytest
+
+from signlab.config import builtin_config, load_config
+from signlab.errors import SignlabError
+from tests.conftest import REPO
+
+
+def test_hybrid_yaml_mirrors_the_seed_config():
+    cfg = load_config(REPO / "configs" / "hybrid.yaml")
+    m, t, d = cfg.model, cfg.training, cfg.data
+    assert (m.type, m.d_model, m.nhead, m.num_encoder_layers, m.num_decoder_layers, m.input_dim) == ("hybrid", 512, 8, 6, 3, 1024)
+    assert (m.ctc_weight, m.ce_weight) == (0.3, 0.7)
+    assert (t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.scheduler, t.gradient_clip) == (100, 8, 1e-4, 5, "cosine", 5.0)
+    assert (d.augmentation, d.max_frames) == (True, 150)
+
+
+def test_builtin_configs_are_packaged_and_valid():
+    for name in ("hybrid", "demo"):
+        load_config(builtin_config(name))
+
+
+def test_overrides_parse_values_like_yaml():
+    cfg = load_config(REPO / "configs" / "hybrid.yaml", ["training.epochs=3", "model.input_dim=null", "training.lr=2e-4"])
+    assert cfg.training.epochs == 3 and cfg.model.input_dim is None and cfg.training.lr == 2e-4
+
+
+def test_unknown_key_names_the_key_and_suggests_the_right_one(tmp_path):
+    with pytest.raises(SignlabError, match=r"unknown key 'model.d_modle' \(did you mean 'model.d_model'\?\)"):
+        load_config(None, ["model.d_modle=64"])
+    (tmp_path / "c.yaml").write_text("trainng:\n  epochs: 3\n")
+    with pytest.raises(SignlabError, match=r"c.yaml: unknown key 'trainng' \(did you mean 'training'\?\)"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_wrong_types_and_bad_override_syntax_are_errors():
+    with pytest.raises(SignlabError, match="training.epochs"):
+        load_config(None, ["training.epochs=lots"])
+    with pytest.raises(SignlabError, match="key=value"):
+        load_config(None, ["training.epochs"])
+    with pytest.raises(SignlabError, match="model.subsampling"):
+        load_config(None, ["model.subsampling=3"])
+
+
+def test_missing_or_invalid_file(tmp_path):
+    with pytest.raises(SignlabError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [1, 2")
+    with pytest.raises(SignlabError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")

@@ -1,0 +1,49 @@
+import pytest
+
+from signlab.data.manifest import read_manifest, read_manifests
+from signlab.errors import SignlabError
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_csv_manifest_paths_are_relative_and_extra_columns_kept(tmp_path):
+    m = write(tmp_path / "m.csv", "id,split,features,glosses,text,signer,sentence_id,category\n"
+              "a,train,feats/a.npy,ME GO,I go.,s1,7,statement\nb,DEV,feats/b.npy,YOU,You.,s2,8,x\n")
+    a, b = read_manifest(m)
+    assert a.features == tmp_path / "feats/a.npy" and a.glosses == ("ME", "GO") and a.text == "I go."
+    assert a.extra == {"sentence_id": "7", "category": "statement"} and a.where == "m.csv:2 (id a)"
+    assert b.split == "dev" and b.row == 3
+
+
+def test_sentence_column_is_accepted_as_text(tmp_path):
+    m = write(tmp_path / "m.csv", "id,split,features,sentence\na,train,a.npy,Hello there.\n")
+    assert read_manifest(m)[0].text == "Hello there."
+
+
+def test_missing_columns_bad_split_and_duplicates_are_reported(tmp_path):
+    with pytest.raises(SignlabError, match=r"lacks the column\(s\) \['split'\]"):
+        read_manifest(write(tmp_path / "a.csv", "id,features\na,a.npy\n"))
+    with pytest.raises(SignlabError, match=r"line 3: 'validation'"):
+        read_manifest(write(tmp_path / "b.csv", "id,split,features\na,train,a.npy\nb,validation,b.npy\n"))
+    with pytest.raises(SignlabError, match=r"'a' at c.csv:3"):
+        read_manifests([write(tmp_path / "c.csv", "id,split,features\nb,train,b.npy\na,train,a.npy\na,dev,c.npy\n")])
+    with pytest.raises(SignlabError, match="not found"):
+        read_manifest(tmp_path / "none.csv")
+    with pytest.raises(SignlabError, match="empty"):
+        read_manifest(write(tmp_path / "e.csv", ""))
+
+
+def test_phoenix_corpus_files_are_read_as_they_are(tmp_path):
+    m = write(tmp_path / "PHOENIX-2014-T.dev.corpus.csv",
+              "name|video|start|end|speaker|orth|translation\n"
+              "01April_2010_Thursday_heute-6697|dev/01April_2010_Thursday_heute-6697/1/*.png|-1|-1|Signer08|"
+              "REGEN SCHNEE REGION VERSCHWINDEN|regen und schnee lassen an den alpen in der nacht nach .\n")
+    (s,) = read_manifest(m, features_dir=tmp_path / "i3d")
+    assert s.split == "dev" and s.signer == "Signer08" and s.glosses[0] == "REGEN"
+    assert s.features == tmp_path / "i3d" / "01April_2010_Thursday_heute-6697.npy"
+    assert s.text.startswith("regen und schnee")
+    with pytest.raises(SignlabError, match="cannot tell the split"):
+        read_manifest(write(tmp_path / "corpus.csv", m.read_text()))

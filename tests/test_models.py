@@ -1,0 +1,90 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from signlab.config import ModelConfig
+from signlab.losses import JointCTCAttentionLoss
+from signlab.models import HybridCTCAttentionModel, TCNCTCModel, build_recognizer, subsampled_lengths
+from signlab.models.hybrid import ConvSubsampling
+from signlab.vocab import SOS
+
+
+def small_hybrid(dim=16, vocab=12, sub=1):
+    return HybridCTCAttentionModel(dim, vocab, d_model=32, nhead=4, num_encoder_layers=2, num_decoder_layers=2,
+                                   dim_feedforward=64, dropout=0.1, subsampling=sub).eval()
+
+
+@pytest.mark.parametrize("dim", [1024, 540])
+def test_hybrid_shapes_for_i3d_and_pose_inputs(dim):
+    model = small_hybrid(dim, vocab=30, sub=2)
+    x, lengths = torch.randn(3, 41, dim), torch.tensor([41, 30, 7])
+    out = model(x, lengths, torch.full((3, 5), SOS))
+    assert out.ctc_logits.shape == (3, 21, 30) and out.decoder_logits.shape == (3, 5, 30)
+    assert out.lengths.tolist() == [21, 15, 4]
+
+
+def test_default_architecture_matches_the_seed():
+    m = HybridCTCAttentionModel(1024, 100)
+    assert len(m.encoder.layers) == 6 and len(m.decoder.layers) == 3 and m.encoder.norm.normalized_shape == (512,)
+    assert m.encoder.layers[0].attn.nhead == 8
+
+
+@pytest.mark.parametrize("make", [lambda: small_hybrid(sub=1), lambda: small_hybrid(sub=2), lambda: small_hybrid(sub=4),
+                                  lambda: TCNCTCModel(16, 12, d_model=32, num_layers=3, subsampling=2).eval()])
+def test_a_clip_gives_the_same_output_alone_or_padded_in_a_batch(make):
+    torch.manual_seed(0)
+    model = make()
+    clip = torch.randn(1, 23, 16)
+    other = torch.randn(1, 40, 16)
+    batch = torch.cat([torch.cat([clip, torch.randn(1, 17, 16) * 50], 1), other])  # padding holds garbage
+    with torch.no_grad():
+        alone = model(clip, torch.tensor([23]), torch.tensor([[SOS, 4, 5]]))
+        padded = model(batch, torch.tensor([23, 40]), torch.tensor([[SOS, 4, 5], [SOS, 6, 7]]))
+    n = alone.lengths[0]
+    torch.testing.assert_close(padded.ctc_logits[0, :n], alone.ctc_logits[0], atol=1e-5, rtol=1e-5)
+    if alone.decoder_logits is not None:
+        torch.testing.assert_close(padded.decoder_logits[:1], alone.decoder_logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_subsampled_lengths_match_the_convolutions(factor):
+    sub = ConvSubsampling(8, factor)
+    for t in (1, 2, 5, 16, 17):
+        y, lengths = sub(torch.randn(1, t, 8), torch.tensor([t]))
+        assert y.shape[1] == lengths.item() == subsampled_lengths(t, factor)
+
+
+def test_incremental_decoding_equals_the_full_forward_pass():
+    torch.manual_seed(0)
+    model = small_hybrid()
+    enc = model.encode(torch.randn(2, 9, 16), torch.tensor([9, 6]))
+    tokens = torch.tensor([[SOS, 5, 6, 7], [SOS, 8, 9, 10]])
+    full = model.decoder(tokens, enc.out, enc.padding_mask)
+    state = model.decoder.init_state(enc.out, enc.padding_mask)
+    for t in range(tokens.size(1)):
+        logits, state = model.decoder.step(tokens[:, t], state)
+        torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_joint_loss_is_the_weighted_sum_and_trains():
+    torch.manual_seed(0)
+    model = small_hybrid().train()
+    batch = {"features": torch.randn(2, 12, 16), "lengths": torch.tensor([12, 9]),
+             "ctc_targets": torch.tensor([[5, 6, 7], [8, 9, 0]]), "target_lengths": torch.tensor([3, 2]),
+             "decoder_input": torch.tensor([[SOS, 5, 6, 7], [SOS, 8, 9, 0]]),
+             "decoder_target": torch.tensor([[5, 6, 7, 4], [8, 9, 4, 0]])}
+    loss_fn = JointCTCAttentionLoss(0.3, 0.7)
+    out = model(batch["features"], batch["lengths"], batch["decoder_input"])
+    losses = loss_fn(out, batch)
+    torch.testing.assert_close(losses["loss"], 0.3 * losses["ctc"] + 0.7 * losses["ce"])
+    ce = F.cross_entropy(out.decoder_logits.reshape(-1, 12), batch["decoder_target"].reshape(-1), ignore_index=0)
+    torch.testing.assert_close(losses["ce"], ce)
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_build_recognizer_from_config():
+    assert isinstance(build_recognizer(ModelConfig(type="tcn", d_model=32, num_encoder_layers=2), 540, 20), TCNCTCModel)
+    assert isinstance(build_recognizer(ModelConfig(d_model=32, nhead=4), 540, 20), HybridCTCAttentionModel)
+    with pytest.raises(ValueError, match="odd"):
+        TCNCTCModel(8, 10, kernel_size=4)

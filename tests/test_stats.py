@@ -1,0 +1,41 @@
+import numpy as np
+
+from signlab.data.stats import MIN_STD, FeatureStats, RunningStats
+
+
+def test_streaming_statistics_match_numpy(rng):
+    chunks = [rng.normal(3, 2, (n, 5)) for n in (1, 7, 100, 3)]
+    rs = RunningStats(5)
+    for c in chunks:
+        rs.update(c)
+    s = rs.finalize()
+    allx = np.concatenate(chunks)
+    np.testing.assert_allclose(s.mean, allx.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(s.std, allx.std(0), rtol=1e-5)
+
+
+def test_invalid_values_are_left_out_and_unseen_dims_get_identity(rng):
+    x = rng.normal(0, 1, (50, 3))
+    valid = np.ones_like(x, bool)
+    valid[:20, 0] = False
+    valid[:, 2] = False
+    x[:20, 0] = 0.0  # a missed detection
+    rs = RunningStats(3)
+    rs.update(x[:25], valid[:25])
+    rs.update(x[25:], valid[25:])
+    s = rs.finalize()
+    np.testing.assert_allclose(s.mean[0], x[20:, 0].mean(), rtol=1e-6)
+    np.testing.assert_allclose(s.std[0], x[20:, 0].std(), rtol=1e-6)
+    assert s.mean[2] == 0 and s.std[2] == 1
+
+
+def test_constant_dims_are_floored_and_standardize_keeps_missing_at_zero(tmp_path):
+    rs = RunningStats(2)
+    rs.update(np.array([[1.0, 5.0], [1.0, 7.0]]))
+    s = rs.finalize()
+    assert s.std[0] == np.float32(MIN_STD)
+    out = s.standardize(np.array([[1.0, 0.0]]), present=np.array([[True, False]]))
+    assert out.tolist() == [[0.0, 0.0]] and out.dtype == np.float32
+    s.save(tmp_path / "stats.npz")
+    loaded = FeatureStats.load(tmp_path / "stats.npz")
+    np.testing.assert_array_equal(loaded.mean, s.mean)

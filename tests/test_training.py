@@ -1,0 +1,184 @@
+import csv
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from signlab.data.manifest import read_manifest
+from signlab.errors import SignlabError
+from signlab.inference.recognizer import Recognizer, evaluate
+from signlab.training.data import GlossDataModule, ctc_min_frames, prepare_gloss_data
+from signlab.training.module import GlossRecognitionModule, warmup_cosine
+from signlab.training.run import train
+from signlab.vocab import BLANK
+from tests.conftest import TINY_MODEL, run_cli
+
+
+def test_warmup_then_cosine_schedule():
+    f = warmup_cosine(4, 20)
+    assert [round(f(s), 3) for s in (0, 3, 4, 12, 20)] == [0.25, 1.0, 1.0, 0.5, 0.0]
+    assert warmup_cosine(2, 10, cosine=False)(9) == 1.0
+
+
+def test_ctc_min_frames_counts_blanks_between_repeats():
+    assert ctc_min_frames(["A", "B"]) == 2 and ctc_min_frames(["A", "A", "B", "B", "B"]) == 8
+
+
+def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_config, tmp_path):
+    run = train([tiny_corpus], tiny_config(), tmp_path / "run", progress=False)
+    for name in ("config.yaml", "vocab.json", "stats.npz", "model.safetensors", "metrics.json", "curves.png",
+                 "checkpoints/best.ckpt", "checkpoints/latest.ckpt", "excluded.csv", "test_results.hyp.jsonl"):
+        assert (run / name).is_file(), name
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
+    assert {"train_loss", "dev_wer", "dev_blank_ratio", "lr"} <= set(epochs[-1]) and any(r["kind"] == "step" for r in epochs)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == "attention"
+
+    results = evaluate(run, [tiny_corpus], "test", output=tmp_path / "results.json")
+    assert results["wer"] == pytest.approx(metrics["test"]["wer"])  # the saved bundle is the trained model
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {"wer", "sub", "del", "ins", "blank_ratio", "n", "decoding"} <= set(saved)
+    assert len((tmp_path / "results.hyp.jsonl").read_text().splitlines()) == 12
+
+    recognizer = Recognizer.load(run)
+    sample = read_manifest(tiny_corpus)[0]
+    glosses = recognizer.recognize(np.load(sample.features))
+    assert all(g in recognizer.vocab for g in glosses)
+    ctc = recognizer.recognize(np.load(sample.features), method="ctc_greedy")
+    assert isinstance(ctc, list)
+
+
+def test_cli_train_and_evaluate(tiny_corpus, tmp_path):
+    sets = [a for o in TINY_MODEL for a in ("--set", o)]
+    r = run_cli("train", "-m", str(tiny_corpus), "--out", str(tmp_path / "run"), *sets, "--set", "training.epochs=1")
+    assert r.returncode == 0, r.stderr
+    assert "test: WER" in r.stdout
+    r = run_cli("evaluate", str(tmp_path / "run"), "-m", str(tiny_corpus), "--split", "dev", "--decode", "ctc_greedy",
+                "--output", str(tmp_path / "dev.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "dev.json").read_text())["decoding"] == "ctc_greedy"
+    r = run_cli("train", "-m", str(tiny_corpus), "--out", str(tmp_path / "run"), *sets)
+    assert r.returncode == 2 and "already holds a training run" in r.stderr
+
+
+def test_cli_reports_user_errors_without_a_traceback(tiny_corpus, tmp_path):
+    r = run_cli("train", "-m", str(tiny_corpus), "--out", str(tmp_path / "x"), "--set", "training.epoch=3")
+    assert r.returncode == 2 and "unknown key 'training.epoch'" in r.stderr and "did you mean 'training.epochs'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("evaluate", str(tmp_path / "nothing"), "-m", str(tiny_corpus))
+    assert r.returncode == 2 and "is not a model bundle" in r.stderr
+    r = run_cli("train", "-m", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "missing.csv not found" in r.stderr
+
+
+def bad_manifest(corpus, tmp_path):
+    """The tiny corpus plus one row of each kind of bad input."""
+    rows = list(csv.DictReader(corpus.open()))
+    base = corpus.parent
+    for row in rows:
+        row["features"] = str(base / row["features"])
+    good = np.load(rows[0]["features"])
+    np.save(tmp_path / "nan.npy", np.where(np.arange(len(good))[:, None] == 3, np.nan, good))
+    np.save(tmp_path / "dim.npy", good[:, :100])
+    np.save(tmp_path / "empty.npy", good[:0])
+    np.save(tmp_path / "short.npy", good[:4])
+    (tmp_path / "corrupt.npy").write_bytes(b"not an npy file")
+    template = dict(rows[0], split="train")
+    bad = [
+        ("missing", "missing.npy", None), ("corrupt", "corrupt.npy", None), ("empty", "empty.npy", None),
+        ("nan", "nan.npy", None), ("dim", "dim.npy", None), ("short", "short.npy", "ME GO HOME NOW TODAY"),
+        ("noglosses", "short.npy", ""),
+    ]
+    for name, file, glosses in bad:
+        rows.append(dict(template, id=f"bad_{name}", features=str(tmp_path / file),
+                         glosses=template["glosses"] if glosses is None else glosses))
+    path = tmp_path / "bad.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_bad_rows_are_excluded_with_reasons_never_replaced(tiny_corpus, tiny_config, tmp_path, caplog):
+    manifest = bad_manifest(tiny_corpus, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        run = train([manifest], tiny_config("training.epochs=1"), tmp_path / "run", progress=False)
+    excluded = {r["id"]: r["reason"] for r in csv.DictReader((run / "excluded.csv").open())}
+    assert excluded == {"bad_missing": "missing", "bad_corrupt": "corrupt", "bad_empty": "empty", "bad_nan": "nonfinite",
+                        "bad_dim": "dim", "bad_short": "too_short", "bad_noglosses": "no_glosses"}
+    assert "train: excluded 7 of 43 rows" in caplog.text
+    assert "bad.csv:" in caplog.text and "need 5 CTC frames but the clip gives 2" in caplog.text
+
+
+def test_setup_errors_name_the_fix(tiny_corpus, tiny_config, tmp_path):
+    samples = read_manifest(tiny_corpus)
+    with pytest.raises(SignlabError, match=r"--set model.input_dim=540"):
+        prepare_gloss_data(samples, tiny_config("model.input_dim=1024"))
+    with pytest.raises(SignlabError, match="no 'dev' rows"):
+        prepare_gloss_data([s for s in samples if s.split != "dev"], tiny_config())
+    with pytest.raises(SignlabError, match="nothing to resume"):
+        train([tiny_corpus], tiny_config(), tmp_path / "none", resume=True)
+
+
+def test_collapse_warning_when_blank_dominates_after_warmup(tiny_corpus, tiny_config, caplog):
+    cfg = tiny_config("training.warmup_epochs=0")
+    data = prepare_gloss_data(read_manifest(tiny_corpus), cfg)
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim)
+    with torch.no_grad():
+        module.model.ctc_head.bias[BLANK] = 100.0  # a collapsed CTC head
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with caplog.at_level(logging.WARNING):
+        (result,) = trainer.validate(module, datamodule=GlossDataModule(data, cfg), verbose=False)
+    assert result["dev_blank_ratio"] == 1.0 and "CTC collapse: 100.0% of dev frames" in caplog.text
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_resumes_from_latest(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ["-m", str(tiny_corpus), "--out", str(out), *[a for o in TINY_MODEL for a in ("--set", o)],
+            "--set", "training.epochs=4", "--set", "training.batch_size=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "signlab.cli", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    # wait until epoch 0 is done and epoch 1 is under way, then kill without warning
+    while time.time() < deadline:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        if any(json.loads(x)["kind"] == "step" and json.loads(x)["epoch"] == 1 for x in lines):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpt = torch.load(out / "checkpoints" / "latest.ckpt", weights_only=True)
+    assert ckpt["epoch"] >= 0 and not (out / "model.safetensors").exists()
+    assert not list((out / "checkpoints").glob(".*partial"))  # no half-written checkpoint left
+    r = run_cli("train", "--resume", "-m", str(tiny_corpus), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    epochs = [r["epoch"] for r in records if r["kind"] == "epoch"]
+    assert epochs == [0, 1, 2, 3]  # finished epochs kept, the interrupted one redone once
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == sorted(set(steps))  # no step logged twice
+    assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tiny_corpus, tmp_path):
+    sets = [a for o in TINY_MODEL for a in ("--set", o)]
+    r = run_cli("train", "-m", str(tiny_corpus), "--out", str(tmp_path / "ddp"), *sets, "--set", "training.devices=2",
+                "--set", "training.strategy=ddp", "--set", "training.max_steps=2", "--set", "training.epochs=1",
+                "--set", "training.log_every_n_steps=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    steps = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert max(s["step"] for s in steps) == 2
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()
