@@ -1,9 +1,14 @@
+import itertools
+import math
+
 import pytest
 import torch
 
+from signlab.config import Config, DecodingConfig, decoding_options
 from signlab.decoding import decode_batch
-from signlab.decoding.attention import attention_greedy_decode
-from signlab.decoding.ctc import ctc_greedy_decode
+from signlab.decoding.beam import attention_rescore, beam_search
+from signlab.decoding.ctc import CTCPrefixScorer, ctc_greedy_decode, ctc_prefix_beam_search
+from signlab.decoding.reference import ctc_prefix_logprob, reference_beam_search, reference_greedy
 from signlab.errors import SignlabError
 from signlab.models import HybridCTCAttentionModel, TCNCTCModel
 from signlab.vocab import BLANK, EOS, SOS
@@ -20,35 +25,170 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks_within_each_length():
     assert ctc_greedy_decode(logits, torch.tensor([0, 1])) == [[], [6]]
 
 
-def reference_greedy(decoder, memory, mask, limit):
-    """Re-runs the decoder over the whole prefix at every step (the seed's approach)."""
-    tokens = [SOS]
-    for _ in range(limit):
-        nxt = decoder(torch.tensor([tokens]), memory, mask)[0, -1].argmax().item()
-        if nxt == EOS:
-            break
-        tokens.append(nxt)
-    return tokens[1:]
+def brute_force(logp: torch.Tensor) -> dict[tuple[int, ...], float]:
+    """P(labelling) by summing every path of a tiny (T, V) input."""
+    t_max, v = logp.shape
+    out: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(v), repeat=t_max):
+        labels = tuple(k for k, _ in itertools.groupby(path) if k != BLANK)
+        out[labels] = out.get(labels, 0.0) + math.exp(sum(logp[t, c].item() for t, c in enumerate(path)))
+    return out
 
 
-def test_batched_cached_greedy_equals_the_uncached_per_sample_reference():
-    torch.manual_seed(1)
-    model = HybridCTCAttentionModel(6, 9, d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=2,
-                                    dim_feedforward=32).eval()
-    enc = model.encode(torch.randn(3, 10, 6), torch.tensor([10, 4, 7]))
-    got = attention_greedy_decode(model.decoder, enc.out, enc.padding_mask, enc.lengths, max_len=8)
+@pytest.fixture
+def tiny_ctc():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, dtype=torch.float64) * 2
+    return logits, torch.tensor([4, 3])
+
+
+def test_ctc_prefix_scores_match_brute_force(tiny_ctc):
+    logits, lengths = tiny_ctc
+    scorer = CTCPrefixScorer(logits, lengths, EOS)
+    for i in range(2):
+        logp = logits[i, : lengths[i]].log_softmax(-1)
+        probs = brute_force(logp)
+        prefix = lambda g: sum(p for lab, p in probs.items() if lab[: len(g)] == tuple(g))  # noqa: E731
+        cands = torch.tensor([[5, 3, EOS]] * 2)
+        psi, _ = scorer.score(cands)
+        assert math.exp(psi[i, 0]) == pytest.approx(prefix([5]))
+        assert math.exp(psi[i, 1]) == pytest.approx(prefix([3]))
+        assert math.exp(psi[i, 2]) == pytest.approx(probs[()])  # <eos> after nothing: the empty labelling
+        # one label further, through advance()
+        psi2, _ = scorer.advance(torch.tensor([0, 1]), torch.tensor([0, 0]), *scorer.score(cands), torch.tensor([5, 5])).score(
+            torch.tensor([[5, 1, EOS]] * 2))
+        assert math.exp(psi2[i, 0]) == pytest.approx(prefix([5, 5]))
+        assert math.exp(psi2[i, 2]) == pytest.approx(probs.get((5,), 0.0))
+        assert ctc_prefix_logprob(logp, [5, 1]) == pytest.approx(math.log(prefix([5, 1])))
+        assert ctc_prefix_logprob(logp, [5], whole=True) == pytest.approx(math.log(probs[(5,)]))
+
+
+def test_ctc_prefix_beam_search_with_a_wide_beam_is_exact(tiny_ctc):
+    logits, lengths = tiny_ctc
+    nbest = ctc_prefix_beam_search(logits, lengths, beam_size=6)  # 6 labels: nothing is pruned per frame
+    for i, hyps in enumerate(nbest):
+        probs = brute_force(logits[i, : lengths[i]].log_softmax(-1))
+        best = max(probs, key=probs.get)
+        assert tuple(hyps[0].tokens) == best
+        assert math.exp(hyps[0].score) == pytest.approx(probs[best])
+        for h in hyps:
+            assert math.exp(h.score) <= probs[tuple(h.tokens)] + 1e-12  # beams only ever lose paths
+
+
+@pytest.mark.parametrize("batch", [1, 4, 7])
+def test_ctc_prefix_beam_search_with_beam_1_is_greedy(batch):
+    torch.manual_seed(batch)
+    logits = torch.randn(batch, 30, 9)
+    logits[..., BLANK] += 1.0
+    lengths = torch.randint(1, 31, (batch,))
+    got = [h[0].tokens if h else [] for h in ctc_prefix_beam_search(logits, lengths, beam_size=1)]
+    assert got == ctc_greedy_decode(logits, lengths)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(3)
+    m = HybridCTCAttentionModel(6, 11, d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=2,
+                                dim_feedforward=32).double().eval()
+    with torch.no_grad():
+        m.decoder.output.bias[EOS] += 1.5  # some hypotheses end early, some run to their limit
+    return m
+
+
+def encoded(model, batch, seed=0):
+    torch.manual_seed(seed)
+    lengths = torch.randint(2, 12, (batch,))
+    enc = model.encode(torch.randn(batch, int(lengths.max()), 6, dtype=torch.float64), lengths)
+    return enc, model.ctc_head(enc.out)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 6])
+@pytest.mark.parametrize("beam", [1, 2, 4, 8])
+@pytest.mark.parametrize("alpha", [0.0, 0.8])
+def test_batched_cached_beam_search_equals_the_per_sample_reference(model, batch, beam, alpha):
+    enc, _ = encoded(model, batch, seed=batch * 10 + beam)
+    got = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, beam, max_len=9, alpha=alpha)
+    for i in range(batch):
+        n = int(enc.lengths[i])
+        ref = reference_beam_search(model.decoder, enc.out[i : i + 1, :n], min(9, n), beam, alpha)
+        assert [h.tokens for h in got[i]] == [h.tokens for h in ref]
+        assert [h.score for h in got[i]] == pytest.approx([h.score for h in ref], abs=1e-9)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_beam_1_is_greedy(model, batch):
+    enc, _ = encoded(model, batch, seed=7)
+    got = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, 1, max_len=9)
+    for i in range(batch):
+        n = int(enc.lengths[i])
+        assert got[i][0].tokens == reference_greedy(model.decoder, enc.out[i : i + 1, :n], min(9, n))
+
+
+@pytest.mark.parametrize("beam", [1, 3, 5])
+def test_joint_decoding_equals_the_per_sample_reference(model, beam):
+    enc, ctc = encoded(model, 4, seed=beam)
+    got = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, beam, max_len=9, ctc_logits=ctc,
+                      ctc_lengths=enc.lengths, ctc_weight=0.4)
+    for i in range(4):
+        n = int(enc.lengths[i])
+        ref = reference_beam_search(model.decoder, enc.out[i : i + 1, :n], min(9, n), beam,
+                                    ctc_logp=ctc[i, :n].log_softmax(-1), ctc_weight=0.4)
+        assert [h.tokens for h in got[i]] == [h.tokens for h in ref]
+        assert [h.score for h in got[i]] == pytest.approx([h.score for h in ref], abs=1e-9)
+
+
+def test_joint_with_ctc_weight_0_is_attention_decoding(model):
+    enc, ctc = encoded(model, 5, seed=1)
+    x = torch.randn(5, 12, 6, dtype=torch.float64)
+    lengths = torch.tensor([12, 3, 7, 9, 5])
+    att, _ = decode_batch(model, x, lengths, DecodingConfig(method="attention", beam_size=3))
+    joint, _ = decode_batch(model, x, lengths, DecodingConfig(method="joint", beam_size=3, ctc_weight=0.0))
+    assert att == joint
+
+
+def test_rescoring_ranks_ctc_nbest_by_the_weighted_scores(model):
+    enc, ctc = encoded(model, 3, seed=5)
+    got = attention_rescore(model.decoder, enc.out, enc.padding_mask, ctc, enc.lengths, beam_size=4, ctc_weight=0.3)
+    nbest = ctc_prefix_beam_search(ctc, enc.lengths, 4)
     for i in range(3):
-        n = enc.lengths[i]
-        expected = reference_greedy(model.decoder, enc.out[i : i + 1, :n], None, min(8, int(n)))
-        assert got[i] == expected
+        n = int(enc.lengths[i])
+        expected = {}
+        for h in nbest[i]:
+            logp = model.decoder(torch.tensor([[SOS, *h.tokens]]), enc.out[i : i + 1, :n])[0].log_softmax(-1)
+            att = sum(logp[j, t].item() for j, t in enumerate([*h.tokens, EOS]))
+            expected[tuple(h.tokens)] = 0.3 * h.score + 0.7 * att
+        assert [tuple(h.tokens) for h in got[i]] == sorted(expected, key=lambda t: -expected[t])
+        assert got[i][0].score == pytest.approx(max(expected.values()))
 
 
 def test_decode_batch_checks_the_method_and_the_model():
     tcn = TCNCTCModel(6, 9, d_model=16, num_layers=1).eval()
     x, lengths = torch.randn(2, 5, 6), torch.tensor([5, 3])
-    hyps, out = decode_batch(tcn, x, lengths, "ctc_greedy")
-    assert len(hyps) == 2 and out.ctc_logits.shape == (2, 5, 9)
+    for method in ("ctc_greedy", "ctc_beam"):
+        hyps, out = decode_batch(tcn, x, lengths, DecodingConfig(method=method))
+        assert len(hyps) == 2 and out.ctc_logits.shape == (2, 5, 9)
     with pytest.raises(SignlabError, match="only a CTC head"):
-        decode_batch(tcn, x, lengths, "attention")
-    with pytest.raises(SignlabError, match="unknown decoding method"):
-        decode_batch(tcn, x, lengths, "magic")
+        decode_batch(tcn, x, lengths, DecodingConfig(method="joint"))
+    with pytest.raises(SignlabError, match="decoding: method"):
+        decoding_options(Config(), method="magic")
+    tcn_cfg = Config.model_validate({"model": {"type": "tcn"}})
+    assert decoding_options(tcn_cfg).method == "ctc_greedy"  # a CTC-only model falls back to CTC
+    assert decoding_options(tcn_cfg, method="ctc_beam", beam_size=8).beam_size == 8
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_joint_decoding_on_clips_too_short_for_some_hypotheses(seed):
+    """CTC rules out hypotheses longer than a clip allows; they must score -inf, not a huge finite number."""
+    torch.manual_seed(seed)
+    m = HybridCTCAttentionModel(6, 13, d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                dim_feedforward=32).double().eval()
+    lengths = torch.tensor([1, 2, 3, 5])
+    enc = m.encode(torch.randn(4, 5, 6, dtype=torch.float64), lengths)
+    ctc = m.ctc_head(enc.out)
+    for weight in (0.3, 1.0):
+        got = beam_search(m.decoder, enc.out, enc.padding_mask, enc.lengths, 2, 12, 0.5, ctc, enc.lengths, weight)
+        for i in range(4):
+            n = int(lengths[i])
+            ref = reference_beam_search(m.decoder, enc.out[i : i + 1, :n], n, 2, 0.5, ctc[i, :n].log_softmax(-1), weight)
+            assert [h.tokens for h in got[i]] == [h.tokens for h in ref]
+            assert all(h.score > -1e300 for h in got[i])

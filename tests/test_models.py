@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,7 +6,9 @@ import torch.nn.functional as F
 from signlab.config import ModelConfig
 from signlab.losses import JointCTCAttentionLoss
 from signlab.models import HybridCTCAttentionModel, TCNCTCModel, build_recognizer, subsampled_lengths
-from signlab.models.hybrid import ConvSubsampling
+from signlab.data import pose
+from signlab.data.stats import FeatureStats
+from signlab.models.frontend import ConvSubsampling, FeatureNormalizer
 from signlab.vocab import SOS
 
 
@@ -88,3 +91,26 @@ def test_build_recognizer_from_config():
     assert isinstance(build_recognizer(ModelConfig(d_model=32, nhead=4), 540, 20), HybridCTCAttentionModel)
     with pytest.raises(ValueError, match="odd"):
         TCNCTCModel(8, 10, kernel_size=4)
+
+
+def test_normalizer_standardises_and_keeps_undetected_pose_parts_and_padding_zero():
+    norm = FeatureNormalizer(540)
+    stats = FeatureStats(np.full(540, 0.5, np.float32), np.full(540, 2.0, np.float32))
+    norm.set_stats(stats.mean, stats.std)
+    x = torch.ones(2, 3, 540)
+    x[0, 1, pose.PART_SLICES["left_hand"]] = 0  # a missed hand
+    x[1, 2] = 0  # padding
+    y = norm(x)
+    assert torch.allclose(y[0, 0], torch.full((540,), 0.25))
+    assert (y[0, 1, pose.PART_SLICES["left_hand"]] == 0).all() and (y[0, 1, pose.PART_SLICES["face"]] == 0.25).all()
+    assert (y[1, 2] == 0).all()
+    i3d = FeatureNormalizer(1024)
+    i3d.set_stats(np.ones(1024), np.full(1024, 2.0))
+    assert torch.allclose(i3d(torch.zeros(1, 1, 1024)), torch.full((1, 1, 1024), -0.5))
+    assert "frontend.normalize.mean" not in small_hybrid().state_dict()  # statistics live in stats.npz
+
+
+def test_build_recognizer_sets_the_statistics():
+    stats = FeatureStats(np.arange(16, dtype=np.float32), np.full(16, 3.0, np.float32))
+    m = build_recognizer(ModelConfig(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1), 16, 10, stats)
+    assert torch.equal(m.frontend.normalize.mean, torch.arange(16.0))

@@ -53,8 +53,8 @@ def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_
     sample = read_manifest(tiny_corpus)[0]
     glosses = recognizer.recognize(np.load(sample.features))
     assert all(g in recognizer.vocab for g in glosses)
-    ctc = recognizer.recognize(np.load(sample.features), method="ctc_greedy")
-    assert isinstance(ctc, list)
+    ctc = Recognizer.load(run, method="ctc_beam", beam_size=3)
+    assert ctc.decoding.method == "ctc_beam" and isinstance(ctc.recognize(np.load(sample.features)), list)
 
 
 def test_cli_train_and_evaluate(tiny_corpus, tmp_path):
@@ -133,12 +133,12 @@ def test_setup_errors_name_the_fix(tiny_corpus, tiny_config, tmp_path):
 def test_collapse_warning_when_blank_dominates_after_warmup(tiny_corpus, tiny_config, caplog):
     cfg = tiny_config("training.warmup_epochs=0")
     data = prepare_gloss_data(read_manifest(tiny_corpus), cfg)
-    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim)
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim, data.stats)
     with torch.no_grad():
         module.model.ctc_head.bias[BLANK] = 100.0  # a collapsed CTC head
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     with caplog.at_level(logging.WARNING):
-        (result,) = trainer.validate(module, datamodule=GlossDataModule(data, cfg), verbose=False)
+        (result,) = trainer.validate(module, datamodule=GlossDataModule(data), verbose=False)
     assert result["dev_blank_ratio"] == 1.0 and "CTC collapse: 100.0% of dev frames" in caplog.text
 
 

@@ -63,7 +63,11 @@ def evaluate(
     manifest: Manifests,
     split: Annotated[str, typer.Option()] = "test",
     output: Annotated[Optional[Path], typer.Option(help="results JSON (hypotheses go beside it)")] = None,
-    decode: Annotated[Optional[str], typer.Option(help="decoding method (default: the bundle's)")] = None,
+    decode: Annotated[Optional[str], typer.Option(
+        help="ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's)")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help="beam width (1 = greedy)")] = None,
+    ctc_weight: Annotated[Optional[float], typer.Option(help="weight of CTC scores in joint / rescore")] = None,
+    length_penalty: Annotated[Optional[float], typer.Option(help="GNMT length penalty alpha")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     phoenix_cleanup: Annotated[Optional[bool], typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
     features_dir: Annotated[Optional[Path], typer.Option()] = None,
@@ -73,7 +77,8 @@ def evaluate(
 
     from signlab.inference.recognizer import evaluate as run_evaluate
 
-    results = run_evaluate(run, manifest, split, decode, output, batch_size, phoenix_cleanup, features_dir)
+    results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
+                           beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
     Console().print_json(json.dumps(results))
 
 

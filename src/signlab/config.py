@@ -31,7 +31,9 @@ class ModelConfig(_Section):
     num_decoder_layers: int = 3
     dim_feedforward: int = 2048
     dropout: float = 0.1
-    subsampling: Literal[1, 2, 4] = 1
+    subsampling: Literal[1, 2, 4, "auto"] = Field(
+        "auto", description="time reduction before the encoder; auto = 4 for 25 fps pose, 1 for window features (I3D)"
+    )
     tcn_kernel_size: int = 5
     ctc_weight: float = Field(0.3, ge=0)
     ce_weight: float = Field(0.7, ge=0)
@@ -67,9 +69,56 @@ class DataConfig(_Section):
     cache_gb: float = 2.0
 
 
+class PoseAugmentConfig(_Section):
+    """Pose transforms (540-dim input); 0 / false turns one off."""
+
+    rotation: float = Field(10.0, ge=0, description="degrees around each axis")
+    scale: float = Field(0.1, ge=0, lt=1)
+    shear: float = Field(0.05, ge=0)
+    translation: float = Field(0.05, ge=0, description="shoulder widths")
+    time_warp: float = Field(0.15, ge=0, lt=1)
+    frame_dropout: float = Field(0.1, ge=0, lt=1)
+    temporal_shift: int = Field(4, ge=0, description="frames")
+    noise: float = Field(0.01, ge=0, description="shoulder widths")
+    hand_dropout: int = Field(6, ge=0, description="longest missed-hand run, frames")
+    mirror: bool = Field(False, description="also swaps the hands: a right-handed signer becomes left-handed")
+    p: float = Field(0.5, ge=0, le=1, description="probability of each transform")
+
+
+class FeatureAugmentConfig(_Section):
+    """Transforms of other features (I3D...)."""
+
+    dropout: float = Field(0.1, ge=0, lt=1)
+    noise: float = Field(0.05, ge=0)
+    temporal_mask: int = Field(3, ge=0)
+    p: float = Field(0.3, ge=0, le=1)
+
+
+class VideoAugmentConfig(_Section):
+    intensity: Literal["light", "medium", "heavy"] = "medium"
+
+
+class MixConfig(_Section):
+    mixup: float = Field(0.0, ge=0, le=1, description="probability that a training batch is mixed (MixUp)")
+    cutmix: float = Field(0.0, ge=0, le=1, description="probability of CutMix over time instead")
+    alpha: float = Field(0.2, gt=0)
+
+
+class AugmentationConfig(_Section):
+    """What ``data.augmentation: true`` applies to training clips."""
+
+    pose: PoseAugmentConfig = PoseAugmentConfig()
+    features: FeatureAugmentConfig = FeatureAugmentConfig()
+    video: VideoAugmentConfig = VideoAugmentConfig()
+    mix: MixConfig = MixConfig()
+
+
 class DecodingConfig(_Section):
-    method: Literal["ctc_greedy", "attention"] = "attention"
-    max_len: int = 100
+    method: Literal["ctc_greedy", "ctc_beam", "attention", "joint", "rescore"] = "attention"
+    beam_size: int = Field(4, ge=1)
+    ctc_weight: float = Field(0.3, ge=0, le=1, description="joint / rescore: weight of the CTC score")
+    length_penalty: float = Field(0.0, ge=0, description="GNMT alpha; 0 = none")
+    max_len: int = Field(100, ge=1)
     phoenix_cleanup: bool = False
 
 
@@ -77,6 +126,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data: DataConfig = DataConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
     decoding: DecodingConfig = DecodingConfig()
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +134,21 @@ class Config(_Section):
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+CTC_METHODS = ("ctc_greedy", "ctc_beam")
+
+
+def decoding_options(cfg: Config, **overrides: Any) -> DecodingConfig:
+    """The config's decoding settings with ``overrides`` (None = keep); a CTC-only model
+    (``model.type: tcn``) falls back to ``ctc_greedy`` when no CTC method is named."""
+    values = {**cfg.decoding.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    if cfg.model.type == "tcn" and values["method"] not in CTC_METHODS and overrides.get("method") is None:
+        values["method"] = "ctc_greedy"
+    try:
+        return DecodingConfig.model_validate(values)
+    except ValidationError as exc:
+        raise SignlabError("decoding: " + "; ".join(_explain(e) for e in exc.errors())) from None
 
 
 def builtin_config(name: str) -> Path:

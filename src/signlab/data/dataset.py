@@ -11,12 +11,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 
 from signlab.data.features import Preprocessor, ScanResult, load_features
-from signlab.data.stats import FeatureStats
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
-
-# A transform takes body-relative (T, D) features and a generator, returns new (T', D) features.
-Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
 
 def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
     """Uniformly pick ``max_frames`` frames from a longer clip: the whole sentence stays."""
@@ -26,56 +21,31 @@ def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
 
 
 class GlossDataset(Dataset):
-    """Yields standardised features with CTC targets and decoder input / target tokens.
+    """Yields a clip's body-relative features with its CTC targets and decoder tokens.
 
-    ``decoder_input = <sos> + ids``, ``decoder_target = ids + <eos>``. A ``transform`` (training
-    augmentation) draws from a generator seeded by (seed, epoch, index), so a run is
-    reproducible whatever the number of DataLoader workers.
+    ``decoder_input = <sos> + ids``, ``decoder_target = ids + <eos>``. Features are not
+    standardised here (the model's front end does that with the train statistics), so
+    augmentation can work in body coordinates.
     """
 
-    def __init__(
-        self,
-        scan: ScanResult,
-        prep: Preprocessor,
-        stats: FeatureStats,
-        vocab: Vocabulary,
-        max_frames: int,
-        transform: Transform | None = None,
-        accept: Callable[[int, int], bool] | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, scan: ScanResult, prep: Preprocessor, vocab: Vocabulary, max_frames: int):
         self.samples, self.arrays = scan.samples, scan.arrays
         self.lengths = [min(n, max_frames) for n in scan.lengths]
-        self.prep, self.stats, self.vocab = prep, stats, vocab
-        self.max_frames, self.transform, self.seed = max_frames, transform, seed
-        self.accept = accept  # (frames, index) -> still usable after the transform?
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.prep, self.vocab, self.max_frames = prep, vocab, max_frames
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def features(self, index: int) -> np.ndarray:
-        """Body-relative features before augmentation and standardisation."""
         if self.arrays is not None:
             return self.arrays[index]
         s = self.samples[index]
         return self.prep(load_features(s.features, self.prep.dim), s.where)
 
     def __getitem__(self, index: int) -> dict:
-        x = self.features(index)
-        if self.transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            augmented = self.transform(x, rng)
-            # a clip sped up too far for its CTC targets is used as it is
-            if self.accept is None or self.accept(min(len(augmented), self.max_frames), index):
-                x = augmented
-        x = resample_frames(x, self.max_frames)
-        x = self.stats.standardize(x, self.prep.present(x))
         sample = self.samples[index]
         ids = self.vocab.encode(sample.glosses)
+        x = resample_frames(self.features(index), self.max_frames)
         return {
             "id": sample.id,
             "glosses": " ".join(sample.glosses),

@@ -48,17 +48,23 @@ class Sentence:
 
 
 class Grammar:
-    """Samples sentences; ``extra_nouns`` grows the vocabulary (``THING-017`` -> "thing 17")."""
+    """Samples sentences; ``extra_nouns`` grows the vocabulary with nouns of every kind
+    (``PLACE-003`` -> "place 3", ``FOOD-017`` -> "food 17"...), so large vocabularies are used."""
 
     def __init__(self, extra_nouns: int = 0):
-        self.objects = {
-            "place": PLACES, "food": FOODS, "drink": DRINKS, "person": PEOPLE,
-            "thing": {**THINGS, **{f"THING-{i:03d}": f"thing {i}" for i in range(extra_nouns)}},
-        }
+        self.objects = {"place": dict(PLACES), "food": dict(FOODS), "drink": dict(DRINKS), "person": dict(PEOPLE),
+                        "thing": dict(THINGS)}
+        kinds = list(self.objects)
+        self.extra = []
+        for i in range(extra_nouns):
+            kind = kinds[i % len(kinds)]
+            gloss = f"{kind.upper()}-{i:03d}"
+            self.objects[kind][gloss] = f"{kind} {i}"
+            self.extra.append(gloss)
 
     @property
     def glosses(self) -> list[str]:
-        return base_glosses() + [g for g in self.objects["thing"] if g not in THINGS]
+        return base_glosses() + self.extra
 
     def sample(self, rng: np.random.Generator) -> Sentence:
         kind = rng.choice(["statement", "statement", "negation", "where", "what", "adjective"])

@@ -43,6 +43,15 @@ FACE_INDICES = np.array(_LIPS + _LEFT_EYE + _RIGHT_EYE + _LEFT_EYEBROW + _RIGHT_
 assert len(FACE_INDICES) == FACE_POINTS and len(set(FACE_INDICES.tolist())) == FACE_POINTS
 
 
+# Left-right mirror partners. POSE_MIRROR: MediaPipe's pose pairs (nose fixed). FACE_MIRROR: the
+# partner of each of the 94 face points, by position in FACE_INDICES; derived from MediaPipe's
+# contour graphs (lip cycles reflected about their midline points, each eye and eyebrow walked
+# from its anchored corner alongside its partner); the tests re-check it against those graphs.
+POSE_MIRROR = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9] + [i + (1 if i % 2 else -1) for i in range(11, 33)])
+FACE_MIRROR = np.array([0, 1, 2, 3, *range(22, 40), *range(4, 22), *range(56, 72), *range(40, 56), *range(82, 92),
+                        *range(72, 82), 92, 93])
+
+
 def _xyz_columns() -> tuple[np.ndarray, np.ndarray]:
     """Column of x, y, z for each of the 169 points, and which part each point belongs to."""
     pose = np.arange(POSE_POINTS)[:, None] * 4 + np.arange(3)
@@ -62,6 +71,11 @@ HAND_POINT_SLICES = {
     "left_hand": slice(POSE_POINTS, POSE_POINTS + HAND_POINTS),
     "right_hand": slice(POSE_POINTS + HAND_POINTS, POSE_POINTS + 2 * HAND_POINTS),
 }
+# point index -> its mirror partner, over all 169 points (pose, hands swapped, face)
+POINT_MIRROR = np.concatenate([
+    POSE_MIRROR, np.arange(HAND_POINTS) + POSE_POINTS + HAND_POINTS, np.arange(HAND_POINTS) + POSE_POINTS,
+    FACE_MIRROR + POSE_POINTS + 2 * HAND_POINTS,
+])
 
 
 def points(frames: np.ndarray) -> np.ndarray:

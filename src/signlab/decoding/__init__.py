@@ -1,4 +1,15 @@
-"""Decoders for the CTC and attention heads, behind one entry point."""
+"""Decoders for the CTC and attention heads, behind one entry point.
+
+========== ================================================================================
+method     what it does
+========== ================================================================================
+ctc_greedy best label per frame, repeats merged, blanks dropped
+ctc_beam   CTC prefix beam search (frame-synchronous, batched)
+attention  attention-decoder beam search (batched, cached); ``beam_size=1`` is greedy
+joint      attention beam search with CTC prefix scores, weight ``ctc_weight``
+rescore    CTC prefix beam n-best lists re-ranked with attention scores
+========== ================================================================================
+"""
 
 from __future__ import annotations
 
@@ -8,26 +19,39 @@ import torch
 from torch import Tensor, nn
 
 from signlab.config import DecodingConfig
-from signlab.decoding.attention import attention_greedy_decode
-from signlab.decoding.ctc import ctc_greedy_decode
+from signlab.decoding.beam import attention_rescore, beam_search
+from signlab.decoding.ctc import ctc_greedy_decode, ctc_prefix_beam_search
 from signlab.errors import SignlabError
-from signlab.models.hybrid import RecognizerOutput
+from signlab.models.hybrid import Encoded, RecognizerOutput
 
 METHODS = get_args(DecodingConfig.model_fields["method"].annotation)
 
 
 @torch.no_grad()
 def decode_batch(
-    model: nn.Module, features: Tensor, lengths: Tensor, method: str, max_len: int = 100
+    model: nn.Module, features: Tensor, lengths: Tensor, opts: DecodingConfig, enc: Encoded | None = None
 ) -> tuple[list[list[int]], RecognizerOutput]:
-    """Token ids per sample, and the model output (for the blank ratio), for one batch."""
-    if method not in METHODS:
-        raise SignlabError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
-    enc = model.encode(features, lengths)
-    out = RecognizerOutput(model.ctc_head(enc.out), enc.lengths, None)
+    """Best token ids per sample, and the model output (for the blank ratio), for one batch.
+
+    ``enc`` reuses an encoder pass already made for these features.
+    """
+    method = opts.method
+    enc = model.encode(features, lengths) if enc is None else enc
+    out = model.heads(enc)
     if method == "ctc_greedy":
         return ctc_greedy_decode(out.ctc_logits, out.lengths), out
+    if method == "ctc_beam":
+        return [h[0].tokens if h else [] for h in ctc_prefix_beam_search(out.ctc_logits, out.lengths, opts.beam_size)], out
     decoder = getattr(model, "decoder", None)
     if decoder is None:
-        raise SignlabError(f"decoding {method!r} needs an attention decoder; this model has only a CTC head: use ctc_greedy")
-    return attention_greedy_decode(decoder, enc.out, enc.padding_mask, enc.lengths, max_len), out
+        raise SignlabError(f"decoding {method!r} needs an attention decoder; this model has only a CTC head: "
+                           "use ctc_greedy or ctc_beam")
+    if method == "rescore":
+        nbest = attention_rescore(decoder, enc.out, enc.padding_mask, out.ctc_logits, out.lengths, opts.beam_size,
+                                  opts.ctc_weight)
+    else:
+        nbest = beam_search(
+            decoder, enc.out, enc.padding_mask, enc.lengths, opts.beam_size, opts.max_len, opts.length_penalty,
+            out.ctc_logits, out.lengths, opts.ctc_weight if method == "joint" else 0.0,
+        )
+    return [h[0].tokens if h else [] for h in nbest], out

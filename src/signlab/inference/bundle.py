@@ -60,7 +60,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     stats = FeatureStats.load(path / "stats.npz")
     if config.model.input_dim != stats.dim:
         raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
-    model = build_recognizer(config.model, stats.dim, len(vocab))
+    model = build_recognizer(config.model, stats.dim, len(vocab), stats)
     try:
         model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
     except RuntimeError as exc:

@@ -5,14 +5,32 @@ from __future__ import annotations
 from torch import nn
 
 from signlab.config import ModelConfig
-from signlab.models.hybrid import GlossDecoder, HybridCTCAttentionModel, subsampled_lengths
+from signlab.data.pose import POSE_FEATURE_DIM
+from signlab.data.stats import FeatureStats
+from signlab.models.frontend import subsampled_lengths
+from signlab.models.hybrid import GlossDecoder, HybridCTCAttentionModel
 from signlab.models.tcn import TCNCTCModel
 
-__all__ = ["GlossDecoder", "HybridCTCAttentionModel", "TCNCTCModel", "build_recognizer", "subsampled_lengths"]
+__all__ = ["GlossDecoder", "HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_recognizer",
+           "subsampled_lengths"]
 
 
-def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int) -> nn.Module:
-    """The gloss recogniser named by ``cfg.type``."""
+def auto_subsampling(input_dim: int) -> int:
+    """``model.subsampling: auto``: 4 for 25 fps pose (about 3.5 encoder steps a sign), 1 for window features."""
+    return 4 if input_dim == POSE_FEATURE_DIM else 1
+
+
+def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: FeatureStats | None = None) -> nn.Module:
+    """The gloss recogniser named by ``cfg.type``, standardising with ``stats`` when given."""
+    model = _build(cfg, input_dim, vocab_size)
+    if stats is not None:
+        model.frontend.normalize.set_stats(stats.mean, stats.std)
+    return model
+
+
+def _build(cfg: ModelConfig, input_dim: int, vocab_size: int) -> nn.Module:
+    if cfg.subsampling == "auto":
+        cfg = cfg.model_copy(update={"subsampling": auto_subsampling(input_dim)})
     if cfg.type == "tcn":
         return TCNCTCModel(
             input_dim, vocab_size, cfg.d_model, cfg.num_encoder_layers, cfg.tcn_kernel_size, cfg.dropout, cfg.subsampling

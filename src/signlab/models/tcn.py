@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from signlab.models.hybrid import ConvSubsampling, Encoded, InputProjection, RecognizerOutput, padding_mask
+from signlab.models.frontend import FrontEnd
+from signlab.models.hybrid import Encoded, RecognizerOutput
 
 
 class TemporalBlock(nn.Module):
@@ -41,20 +42,21 @@ class TCNCTCModel(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError("tcn_kernel_size must be odd so the convolution stays centred")
         self.subsampling = subsampling
-        self.project = InputProjection(input_dim, d_model, dropout)
-        self.subsample = ConvSubsampling(d_model, subsampling)
+        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling)
         self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.ctc_head = nn.Linear(d_model, vocab_size)
 
     def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
-        x, lengths = self.subsample(self.project(features), lengths)
-        mask = padding_mask(lengths, x.size(1))
+        x, lengths, mask = self.frontend(features, lengths)
         keep = (~mask)[..., None].to(x.dtype)
         for block in self.blocks:
             x = block(x, keep)
         return Encoded(self.norm(x), lengths, mask)
 
-    def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:
-        enc = self.encode(features, lengths)
+    def heads(self, enc: Encoded, decoder_input: Tensor | None = None) -> RecognizerOutput:
+        """CTC logits only: there is no decoder, ``decoder_input`` is ignored."""
         return RecognizerOutput(self.ctc_head(enc.out), enc.lengths, None)
+
+    def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:
+        return self.heads(self.encode(features, lengths))

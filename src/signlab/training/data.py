@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from signlab.config import Config
-from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, Transform, hybrid_collate_fn
+from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, hybrid_collate_fn
 from signlab.data.features import Exclusion, Preprocessor, ScanResult, infer_dim, report_exclusions, scan
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
-from signlab.models import subsampled_lengths
+from signlab.models import auto_subsampling, subsampled_lengths
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -31,6 +30,7 @@ def ctc_min_frames(glosses: Sequence[str]) -> int:
 
 @dataclass
 class GlossData:
+    config: Config  # with model.input_dim and model.subsampling resolved for this data
     input_dim: int
     prep: Preprocessor
     stats: FeatureStats
@@ -49,15 +49,20 @@ class GlossData:
                 w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.message])
 
 
-def resolve_input_dim(cfg: Config, samples: Sequence[Sample]) -> int:
-    """The features' dimension, checked against ``model.input_dim`` when that is set."""
+def resolve_for_data(cfg: Config, samples: Sequence[Sample]) -> Config:
+    """A copy of ``cfg`` with ``model.input_dim`` (checked against the features when set) and
+    ``model.subsampling: auto`` (4 for the 540-dim pose layout, 1 otherwise) filled in."""
     found = infer_dim(samples)
     if cfg.model.input_dim is not None and cfg.model.input_dim != found:
         raise SignlabError(
             f"the features have {found} dims per frame but model.input_dim is {cfg.model.input_dim}: "
             f"pass --set model.input_dim={found} (or null to take it from the data)"
         )
-    return found
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.input_dim = found
+    if cfg.model.subsampling == "auto":
+        cfg.model.subsampling = auto_subsampling(found)
+    return cfg
 
 
 def prepare_gloss_data(
@@ -76,7 +81,8 @@ def prepare_gloss_data(
                 f"the manifest has no {split!r} rows; training needs train rows, and dev rows to pick the "
                 "best checkpoint and stop early"
             )
-    dim = resolve_input_dim(cfg, by_split["train"])
+    cfg = resolve_for_data(cfg, by_split["train"])
+    dim = cfg.model.input_dim
     prep = Preprocessor(dim, cfg.data.pose_normalization)
     factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
 
@@ -107,35 +113,35 @@ def prepare_gloss_data(
             "dev: %d gloss types never occur in train (e.g. %s); the model cannot output them, so they count "
             "as errors in dev WER", len(unknown), ", ".join(sorted(unknown)[:5]),
         )
-    return GlossData(dim, prep, stats or running.finalize(), vocab, splits)
+    return GlossData(cfg, dim, prep, stats or running.finalize(), vocab, splits)
 
 
 class GlossDataModule(L.LightningDataModule):
-    """Length-bucketed loaders; each DDP process takes its own share of the batches."""
+    """Length-bucketed loaders; each DDP process takes its own share of the batches.
 
-    def __init__(self, data: GlossData, cfg: Config, transform: Transform | None = None):
+    ``augment`` wraps the training set (see :func:`signlab.data.augment.augmented`).
+    """
+
+    def __init__(self, data: GlossData, augment: Callable[[GlossDataset, Callable], Dataset] | None = None):
         super().__init__()
-        self.data, self.cfg, self.transform = data, cfg, transform
+        self.data, self.cfg, self.augment = data, data.config, augment
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         d, t = self.data, self.cfg.training
-        accept = None
-        if train and self.transform is not None:
-            samples = d.splits[split].samples
-            need = np.array([ctc_min_frames(s.glosses) for s in samples])
+        ds: Dataset = GlossDataset(d.splits[split], d.prep, d.vocab, self.cfg.data.max_frames)
+        lengths = ds.lengths
+        if train and self.augment is not None:
             factor = self.cfg.model.subsampling
+            need = [ctc_min_frames(s.glosses) for s in d.splits[split].samples]
 
-            def accept(frames: int, index: int) -> bool:
-                return subsampled_lengths(frames, factor) >= need[index]
+            def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
+                return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
 
-        ds = GlossDataset(
-            d.splits[split], d.prep, d.stats, d.vocab, self.cfg.data.max_frames,
-            transform=self.transform if train else None, accept=accept, seed=t.seed,
-        )
+            ds = self.augment(ds, usable)
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = LengthBucketBatchSampler(
-            ds.lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank,
-            pad_replicas=train, on_epoch=ds.set_epoch,
+            lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank, pad_replicas=train,
+            on_epoch=getattr(ds, "set_epoch", None),
         )
         return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn, num_workers=t.num_workers)
 
@@ -146,10 +152,9 @@ class GlossDataModule(L.LightningDataModule):
         return self._loader("dev", train=False)
 
 
-def eval_loader(result: ScanResult, prep: Preprocessor, stats: FeatureStats, vocab: Vocabulary, max_frames: int,
-                batch_size: int) -> DataLoader:
+def eval_loader(result: ScanResult, prep: Preprocessor, vocab: Vocabulary, max_frames: int, batch_size: int) -> DataLoader:
     """Batches of similar length, in a fixed order, for decoding a whole split."""
-    ds = GlossDataset(result, prep, stats, vocab, max_frames)
+    ds = GlossDataset(result, prep, vocab, max_frames)
     sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=False, pad_replicas=False)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn)
 

@@ -7,15 +7,19 @@ import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
-from signlab.config import Config, parse_config
+from signlab.config import Config, decoding_options, parse_config
+from signlab.data.augment.mixing import BatchMix
+from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_greedy_decode
 from signlab.errors import SignlabError
 from signlab.losses import JointCTCAttentionLoss
 from signlab.metrics import blank_counts, edit_counts
 from signlab.models import build_recognizer
+from signlab.models.hybrid import Encoded, RecognizerOutput
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -38,33 +42,46 @@ def warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool = True):
 
 
 class GlossRecognitionModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int):
+    def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["stats"])  # the statistics live in RUN/stats.npz
         self.cfg: Config = parse_config(config)
         self.vocab = Vocabulary(vocab_tokens)
-        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab))
+        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats)
         m = self.cfg.model
         self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
         self.hybrid = m.type == "hybrid"
+        self.decoding = decoding_options(self.cfg)
+        mix = self.cfg.augmentation.mix
+        self.mix = BatchMix(mix.mixup, mix.cutmix, mix.alpha) if self.cfg.data.augmentation and mix.mixup + mix.cutmix else None
         # summed over the dev set, then over processes: errors/words per decoder, blanks/frames
         self.register_buffer("dev_counts", torch.zeros(6, dtype=torch.float64), persistent=False)
 
-    def _step(self, batch: dict) -> dict[str, torch.Tensor]:
-        out = self.model(batch["features"], batch["lengths"], batch["decoder_input"] if self.hybrid else None)
+    def _step(self, batch: dict, mix: BatchMix | None = None) -> tuple[dict[str, torch.Tensor], Encoded, RecognizerOutput]:
+        """Joint loss of a batch; with ``mix``, of a mixed batch against both target sets."""
+        mixed = None
+        if mix is not None:
+            mixed = mix(batch["features"], batch["lengths"],
+                        np.random.default_rng([self.cfg.training.seed, self.global_step, self.global_rank]))
+        features, lengths = (batch["features"], batch["lengths"]) if mixed is None else (mixed.features, mixed.lengths)
+        enc = self.model.encode(features, lengths)
+        out = self.model.heads(enc, batch["decoder_input"] if self.hybrid else None)
         losses = self.criterion(out, batch)
+        if mixed is not None:
+            partner = {k: v[mixed.partner] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            other = self.criterion(self.model.heads(enc, partner["decoder_input"] if self.hybrid else None), partner)
+            losses = {k: mixed.lam * losses[k] + (1 - mixed.lam) * other[k] for k in losses}
         if not torch.isfinite(losses["loss"]):
             raise SignlabError(
                 f"the loss became {losses['loss'].item()} on the batch holding {', '.join(batch['ids'][:5])}: "
                 "lower training.lr, or check these rows' features"
             )
-        losses["blank_ratio"] = torch.tensor(blank_counts(out.ctc_logits, out.lengths)).double()
-        return losses
+        return losses, enc, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        losses = self._step(batch)
+        losses, _, out = self._step(batch, self.mix)
         size = len(batch["ids"])
-        blanks, frames = losses.pop("blank_ratio").tolist()
+        blanks, frames = blank_counts(out.ctc_logits, out.lengths)
         self.log("train_blank_ratio", blanks / max(frames, 1), batch_size=size)
         for name, value in losses.items():
             self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=size, on_epoch=True)
@@ -72,12 +89,10 @@ class GlossRecognitionModule(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        losses = self._step(batch)
-        losses.pop("blank_ratio")
+        losses, enc, out = self._step(batch)
         self.log("dev_loss", losses["loss"], batch_size=len(batch["ids"]), sync_dist=True)
-        method = self.cfg.decoding.method if self.hybrid else "ctc_greedy"
-        hyps, out = decode_batch(self.model, batch["features"], batch["lengths"], method, self.cfg.decoding.max_len)
-        ctc_hyps = hyps if method == "ctc_greedy" else ctc_greedy_decode(out.ctc_logits, out.lengths)
+        hyps, _ = decode_batch(self.model, batch["features"], batch["lengths"], self.decoding, enc=enc)
+        ctc_hyps = hyps if self.decoding.method == "ctc_greedy" else ctc_greedy_decode(out.ctc_logits, out.lengths)
         refs = batch["glosses"]
         counts = [*edit_counts(refs, self._text(hyps)), *edit_counts(refs, self._text(ctc_hyps)),
                   *blank_counts(out.ctc_logits, out.lengths)]

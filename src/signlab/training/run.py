@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from signlab.config import Config
-from signlab.data.dataset import Transform
+from signlab.data.augment import AugmentedDataset
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
@@ -50,7 +50,6 @@ def train(
     *,
     resume: bool = False,
     features_dir: str | Path | None = None,
-    transform: Transform | None = None,
     progress: bool = True,
 ) -> Path:
     """Train a gloss recogniser; returns the run folder (a loadable bundle once done)."""
@@ -66,8 +65,7 @@ def train(
     samples = read_manifests(manifests, features_dir)
     vocab, stats = (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
     data = prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
-    cfg = cfg.model_copy(deep=True)
-    cfg.model.input_dim = data.input_dim
+    cfg = data.config
     if primary:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.yaml")
@@ -90,9 +88,13 @@ def train(
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, default_root_dir=out,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
     )
-    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim)
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim, data.stats)
     started = time.time()
-    trainer.fit(module, datamodule=GlossDataModule(data, cfg, transform), ckpt_path=str(latest) if resume else None)
+    augment = None
+    if cfg.data.augmentation:
+        def augment(ds, usable):
+            return AugmentedDataset(ds, config=cfg.augmentation, seed=t.seed, usable=usable)
+    trainer.fit(module, datamodule=GlossDataModule(data, augment), ckpt_path=str(latest) if resume else None)
     if not trainer.is_global_zero:
         return out
 

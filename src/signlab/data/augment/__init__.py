@@ -1,0 +1,83 @@
+"""Augmentation for sign language at video, pose and feature level, plus batch mixing.
+
+Every transform takes a seeded :class:`numpy.random.Generator`; :class:`AugmentedDataset`
+seeds one per (seed, epoch, sample), so a run is reproducible whatever the number of DataLoader
+workers. There is no horizontal flip: the dominant hand carries meaning (:class:`Mirror` exists
+for pose, off unless asked for, and swaps the hands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from signlab.config import AugmentationConfig
+from signlab.data.pose import POSE_FEATURE_DIM
+from signlab.data.augment.base import Augmentation, Compose
+from signlab.data.augment.features import FeatureAugmentation, FeatureDropout, FeatureNoise, TemporalFeatureMask
+from signlab.data.augment.mixing import BatchMix, Mixed
+from signlab.data.augment.pose import (
+    HandDropout, Mirror, PoseAugmentation, PoseNoise, RandomPoseScale, RandomRotation3D, RandomShear, RandomTranslation,
+)
+from signlab.data.augment.temporal import (
+    FrameDropout, FrameShift, SpeedPerturbation, TemporalCrop, TemporalJitter, TemporalMask, TimeWarp, resample,
+)
+from signlab.data.augment.video import (
+    ColorJitter, GaussianBlur, GaussianNoise, RandomRotation, RandomScale, SignLanguageAugmentation, SpatialMask,
+)
+
+__all__ = [
+    "AugmentedDataset", "Augmentation", "BatchMix", "ColorJitter", "Compose", "FeatureAugmentation", "FeatureDropout",
+    "FeatureNoise", "FrameDropout", "FrameShift", "GaussianBlur", "GaussianNoise", "HandDropout", "Mirror", "Mixed",
+    "PoseAugmentation", "PoseNoise", "RandomPoseScale", "RandomRotation", "RandomRotation3D", "RandomScale",
+    "RandomShear", "RandomTranslation", "SignLanguageAugmentation", "SpatialMask", "SpeedPerturbation", "TemporalCrop",
+    "TemporalFeatureMask", "TemporalJitter", "TemporalMask", "TimeWarp", "for_input", "resample",
+]
+
+
+def for_input(x: np.ndarray, cfg: AugmentationConfig = AugmentationConfig(), mode: str = "train") -> Augmentation:
+    """The recipe for this kind of input: video frames (T, H, W, C), 540-dim pose, or other features."""
+    if mode != "train":
+        return Compose([])
+    if x.ndim == 4:
+        return SignLanguageAugmentation(mode, cfg.video.intensity)
+    if x.ndim == 2 and x.shape[1] == POSE_FEATURE_DIM:
+        return PoseAugmentation(**cfg.pose.model_dump())
+    return FeatureAugmentation(mode, **cfg.features.model_dump())
+
+
+class AugmentedDataset(Dataset):
+    """Wraps a dataset of dicts and augments each item's ``frames`` or ``features``.
+
+    The transform is ``transform`` if given, else picked by input type (:func:`for_input`).
+    ``usable(index, frames)`` may veto an augmented clip (e.g. sped up too far for its CTC
+    targets); the item is then returned as it is.
+    """
+
+    def __init__(self, base: Dataset, transform: Augmentation | None = None, *, config: AugmentationConfig | None = None,
+                 mode: str = "train", seed: int = 0, usable: Callable[[int, int], bool] | None = None):
+        self.base, self.transform, self.config, self.mode = base, transform, config or AugmentationConfig(), mode
+        self.seed, self.usable, self.epoch = seed, usable, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.base[index])
+        key = "frames" if "frames" in item else "features"
+        x = item[key]
+        arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if self.transform is None:
+            self.transform = for_input(arr, self.config, self.mode)
+        out = self.transform(arr, np.random.default_rng([self.seed, self.epoch, index]))
+        if out is not arr and (self.usable is None or self.usable(index, len(out))):
+            item[key] = torch.from_numpy(np.ascontiguousarray(out)) if isinstance(x, torch.Tensor) else out
+        return item

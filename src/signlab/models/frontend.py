@@ -1,0 +1,92 @@
+"""The front end every signlab model shares: standardisation, projection, subsampling, masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from signlab.data import pose
+
+
+def padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """(B,) lengths -> (B, T) True at padded positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+def subsampled_lengths(lengths: Tensor | int, factor: int):
+    """Frames left after ``log2(factor)`` stride-2 convolutions (kernel 3, padding 1)."""
+    for _ in range(factor.bit_length() - 1):
+        lengths = (lengths - 1) // 2 + 1
+    return lengths
+
+
+class FeatureNormalizer(nn.Module):
+    """``(x - mean) / std`` with the train split's statistics (see :class:`FeatureStats`).
+
+    For the 540-dim pose layout, values of parts that were not detected in a frame (all zeros)
+    stay zero, as do padded frames. The statistics are set from the bundle's ``stats.npz`` and are
+    not part of the weights file.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim), persistent=False)
+        self.register_buffer("std", torch.ones(dim), persistent=False)
+        self.is_pose = dim == pose.POSE_FEATURE_DIM
+        if self.is_pose:
+            part_of_value = np.zeros(dim, dtype=np.int64)
+            for i, name in enumerate(pose.PARTS):
+                part_of_value[pose.PART_SLICES[name]] = i
+            self.register_buffer("part_of_value", torch.from_numpy(part_of_value), persistent=False)
+
+    def set_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = (x - self.mean) / self.std
+        if self.is_pose:
+            parts = torch.stack([(x[..., pose.PART_SLICES[p]] != 0).any(-1) for p in pose.PARTS], -1)
+            out = out * parts.index_select(-1, self.part_of_value).to(out.dtype)
+        return out
+
+
+class InputProjection(nn.Sequential):
+    """Any feature dim (1024 for I3D, 540 for pose) to d_model, as in the seed's I3DBackbone."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float):
+        super().__init__(nn.Linear(input_dim, d_model), nn.LayerNorm(d_model), nn.Dropout(dropout))
+
+
+class ConvSubsampling(nn.Module):
+    """Stride-2 1-D convolutions that shorten the sequence by ``factor`` (1, 2 or 4)."""
+
+    def __init__(self, d_model: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.convs = nn.ModuleList(
+            nn.Conv1d(d_model, d_model, kernel_size=3, stride=2, padding=1) for _ in range(factor.bit_length() - 1)
+        )
+        self.act = nn.GELU()
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        for conv in self.convs:
+            x = x * ~padding_mask(lengths, x.size(1))[..., None]  # padding must read as zeros
+            x = self.act(conv(x.transpose(1, 2)).transpose(1, 2))
+            lengths = subsampled_lengths(lengths, 2)
+        return x, lengths
+
+
+class FrontEnd(nn.Module):
+    """Raw features (B, T, D) and lengths -> (B, T', d_model), lengths, padding mask."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float, subsampling: int = 1):
+        super().__init__()
+        self.normalize = FeatureNormalizer(input_dim)
+        self.project = InputProjection(input_dim, d_model, dropout)
+        self.subsample = ConvSubsampling(d_model, subsampling)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, lengths = self.subsample(self.project(self.normalize(features)), lengths)
+        return x, lengths, padding_mask(lengths, x.size(1))

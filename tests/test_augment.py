@@ -1,0 +1,186 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from signlab.config import AugmentationConfig
+from signlab.data import pose
+from signlab.data.augment import (
+    AugmentedDataset, BatchMix, ColorJitter, FeatureAugmentation, FeatureDropout, FeatureNoise, FrameDropout,
+    FrameShift, GaussianBlur, GaussianNoise, HandDropout, Mirror, PoseAugmentation, PoseNoise, RandomPoseScale,
+    RandomRotation, RandomRotation3D, RandomScale, RandomShear, RandomTranslation, SignLanguageAugmentation,
+    SpatialMask, SpeedPerturbation, TemporalCrop, TemporalFeatureMask, TemporalJitter, TemporalMask, TimeWarp,
+    for_input, resample,
+)
+from signlab.data.grammar import Grammar
+from signlab.data.synthetic import SyntheticSigner, make_lexicon, sample_signer
+
+VIDEO = [RandomRotation(15, p=1), RandomScale((0.8, 1.2), p=1), ColorJitter(0.4, 0.4, 0.4, p=1), GaussianNoise(0.1, p=1),
+         GaussianBlur(5, p=1), SpatialMask(2, 0.3, p=1)]
+TEMPORAL = [TemporalCrop(0.5, p=1), SpeedPerturbation((0.5, 0.8, 1.3, 2.0), p=1), TimeWarp(0.4, p=1),
+            TemporalJitter(0.5, 0.5, p=1), FrameDropout(0.9, p=1), FrameShift(5, p=1), TemporalMask(3, 10, p=1)]
+POSE = [RandomRotation3D(30, p=1), RandomPoseScale(0.3, p=1), RandomShear(0.3, p=1), RandomTranslation(0.3, p=1),
+        PoseNoise(0.05, p=1), HandDropout(10, p=1), PoseAugmentation(p=1.0)]
+FEATURES = [FeatureDropout(0.3, p=1), FeatureNoise(0.1, p=1), TemporalFeatureMask(2, 5, p=1), FeatureAugmentation()]
+RECIPES = [SignLanguageAugmentation("train", i) for i in ("light", "medium", "heavy")]
+
+
+def body_clip(seed=0, glosses=("ME", "STORE", "GO")) -> np.ndarray:
+    g = Grammar()
+    x = SyntheticSigner(make_lexicon(g.glosses, 0), sample_signer(np.random.default_rng(seed))).render(glosses, np.random.default_rng(seed))
+    return pose.normalize_body(x)
+
+
+def video(t, h=16, w=20, dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.random((t, h, w, 3), dtype=np.float32)
+    return (v * 255).astype(np.uint8) if dtype == np.uint8 else v.astype(dtype)
+
+
+@settings(max_examples=25, deadline=None)
+@given(t=st.integers(1, 12), h=st.integers(4, 24), w=st.integers(4, 24), uint8=st.booleans(), seed=st.integers(0, 10**6),
+       index=st.integers(0, len(VIDEO) + len(TEMPORAL) + len(RECIPES) - 1))
+def test_video_transforms_keep_dtype_range_and_layout(t, h, w, uint8, seed, index):
+    aug = (VIDEO + TEMPORAL + RECIPES)[index]
+    x = video(t, h, w, np.uint8 if uint8 else np.float32, seed)
+    y = aug(x, np.random.default_rng(seed))
+    assert y.dtype == x.dtype and y.shape[1:] == x.shape[1:] and len(y) >= 1
+    if not uint8:
+        assert np.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+    assert aug(x, np.random.default_rng(seed)).tobytes() == y.tobytes()  # same seed, same output
+
+
+@settings(max_examples=30, deadline=None)
+@given(t=st.integers(1, 40), d=st.sampled_from([1, 7, 1024]), seed=st.integers(0, 10**6),
+       index=st.integers(0, len(TEMPORAL) + len(FEATURES) - 1))
+def test_temporal_and_feature_transforms_keep_a_frame_and_never_make_nan(t, d, seed, index):
+    aug = (TEMPORAL + FEATURES)[index]
+    x = np.random.default_rng(seed).normal(size=(t, d)).astype(np.float32)
+    y = aug(x, np.random.default_rng(seed))
+    assert y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == d and len(y) >= 1 and np.isfinite(y).all()
+    np.testing.assert_array_equal(aug(x, np.random.default_rng(seed)), y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(t=st.integers(1, 30), seed=st.integers(0, 10**6), index=st.integers(0, len(POSE) + len(TEMPORAL) - 1))
+def test_pose_transforms_keep_layout_visibility_and_masks(t, seed, index):
+    aug = (POSE + TEMPORAL)[index]
+    x = body_clip(seed % 7)[:t]
+    y = aug(x, np.random.default_rng(seed))
+    assert y.dtype == np.float32 and y.shape[1] == 540 and len(y) >= 1 and np.isfinite(y).all()
+    if len(y) == len(x) and not isinstance(aug, (FrameShift, TemporalJitter, TemporalMask, PoseAugmentation)):
+        np.testing.assert_array_equal(y[:, pose.VISIBILITY_COLUMNS], x[:, pose.VISIBILITY_COLUMNS])
+        lost = pose.part_mask(x) & ~pose.part_mask(y)
+        assert not lost.any() or isinstance(aug, HandDropout)  # only a hand dropout removes a part
+        assert not (pose.part_mask(y) & ~pose.part_mask(x)).any()  # nothing appears from nowhere
+
+
+def test_rotation_keeps_every_bone_length_and_the_visibility():
+    x = body_clip(2)
+    y = RandomRotation3D(25, p=1)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(y[:, pose.VISIBILITY_COLUMNS], x[:, pose.VISIBILITY_COLUMNS])
+    px, py = pose.points(x), pose.points(y)
+    for a, b in [(pose.LEFT_SHOULDER, pose.LEFT_ELBOW), (pose.RIGHT_ELBOW, pose.RIGHT_WRIST), (11, 12)]:
+        np.testing.assert_allclose(np.linalg.norm(py[:, a] - py[:, b], axis=1), np.linalg.norm(px[:, a] - px[:, b], axis=1), atol=1e-5)
+    hand = pose.HAND_POINT_SLICES["right_hand"]
+    seen = pose.part_mask(x)[:, 2]
+    for a, b in [(0, 5), (5, 8), (0, 17)]:  # bones inside the hand, whose depth is wrist-relative
+        da = np.linalg.norm(px[seen, hand][:, a] - px[seen, hand][:, b], axis=1)
+        db = np.linalg.norm(py[seen, hand][:, a] - py[seen, hand][:, b], axis=1)
+        np.testing.assert_allclose(db, da, atol=1e-5)
+    assert not np.allclose(px, py)
+
+
+def test_time_warp_never_blends_a_hand_with_a_missing_one():
+    x = body_clip(1)
+    x[::2, pose.PART_SLICES["left_hand"]] = 0  # the hand flickers in and out
+    y = resample(x, len(x) * 2 - 3, pose.value_mask)
+    hand = y[:, pose.PART_SLICES["left_hand"]]
+    present = np.any(hand != 0, axis=1)
+    # every frame is either a real detection (matching one of the input's) or exactly zero
+    assert present.any() and (~present).any()
+    assert np.all(pose.part_mask(y)[:, 1] == present)
+
+
+def test_nothing_flips_left_and_right_unless_asked():
+    x = body_clip(3)
+    for aug in POSE + TEMPORAL:
+        y = aug(x, np.random.default_rng(1))
+        pts = pose.points(y)
+        body = pose.part_mask(y)[:, 0]
+        assert (pts[body, pose.RIGHT_SHOULDER, 0] < pts[body, pose.LEFT_SHOULDER, 0]).all(), aug  # not mirrored
+    v = np.zeros((3, 20, 40, 3), np.float32)
+    v[:, :, :20] = 1.0  # left half bright
+    for aug in VIDEO + RECIPES:
+        y = aug(v, np.random.default_rng(1))
+        assert y[:, :, : y.shape[2] // 2].mean() > y[:, :, y.shape[2] // 2 :].mean(), aug
+
+
+def test_mirror_swaps_the_hands_and_is_its_own_inverse():
+    x = body_clip(4)
+    x[:10, pose.PART_SLICES["left_hand"]] = 0
+    y = Mirror(p=1)(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(pose.part_mask(y)[:, [1, 2]], pose.part_mask(x)[:, [2, 1]])
+    np.testing.assert_array_equal(pose.points(y)[:, pose.LEFT_WRIST, 0], -pose.points(x)[:, pose.RIGHT_WRIST, 0])
+    np.testing.assert_array_equal(y[:, pose.VISIBILITY_COLUMNS][:, 11], x[:, pose.VISIBILITY_COLUMNS][:, 12])
+    np.testing.assert_allclose(Mirror(p=1)(y, np.random.default_rng(0)), x)
+    assert not PoseAugmentation().transforms or not any(isinstance(t, Mirror) for t in PoseAugmentation().transforms)
+    assert any(isinstance(t, Mirror) for t in PoseAugmentation(mirror=True).transforms)
+
+
+def test_face_mirror_maps_mediapipe_contours_onto_their_partners():
+    fm = pytest.importorskip("mediapipe.python.solutions.face_mesh_connections")
+    partner = dict(zip(pose.FACE_INDICES.tolist(), pose.FACE_INDICES[pose.FACE_MIRROR].tolist()))
+
+    def mirrored(edges):
+        return {frozenset((partner[a], partner[b])) for a, b in edges}
+
+    assert mirrored(fm.FACEMESH_LIPS) == {frozenset(e) for e in fm.FACEMESH_LIPS}
+    assert mirrored(fm.FACEMESH_LEFT_EYE) == {frozenset(e) for e in fm.FACEMESH_RIGHT_EYE}
+    assert mirrored(fm.FACEMESH_LEFT_EYEBROW) == {frozenset(e) for e in fm.FACEMESH_RIGHT_EYEBROW}
+    assert {i for i, j in partner.items() if i == j} == {0, 1, 13, 14, 17, 152}  # the midline
+
+
+def test_seed_fixes_and_temporal_edge_cases():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    shifted = FrameShift(3, p=1)(x, np.random.default_rng(5))
+    assert (np.diff(shifted[:, 0]) >= 0).all()  # no wrap-around: time still runs forwards
+    assert TemporalMask(2, 10, p=1)(x[:3], np.random.default_rng(0)).tolist() == x[:3].tolist()  # too short to mask
+    assert len(TemporalJitter(1.0, 0.0, p=1)(x, np.random.default_rng(0))) == 1  # never empty
+    bright = ColorJitter(0.5, 0.0, 0.0, p=1)(np.full((2, 4, 4, 3), 0.9, np.float32), np.random.default_rng(3))
+    assert bright.max() <= 1.0  # float clips stay in [0, 1]
+
+
+def test_augmented_dataset_picks_by_input_type_and_reseeds_per_epoch():
+    items = [{"features": torch.from_numpy(body_clip(0))}, {"features": torch.randn(20, 1024)},
+             {"frames": video(6, dtype=np.uint8)}]
+    base = type("Base", (), {"__len__": lambda s: 3, "__getitem__": lambda s, i: items[i]})()
+    assert isinstance(for_input(items[0]["features"].numpy()), PoseAugmentation)
+    assert isinstance(for_input(items[1]["features"].numpy()), FeatureAugmentation)
+    assert isinstance(for_input(items[2]["frames"]), SignLanguageAugmentation)
+    for i, key in enumerate(("features", "features", "frames")):
+        ds = AugmentedDataset(base, config=AugmentationConfig(), seed=1)
+        a = ds[i][key]
+        assert type(a) is type(items[i][key]) and a.dtype == items[i][key].dtype
+        b = AugmentedDataset(base, config=AugmentationConfig(), seed=1)[i][key]
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    ds = AugmentedDataset(base, PoseAugmentation(p=1.0), seed=1)
+    first = ds[0]["features"]
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["features"], first)
+    vetoed = AugmentedDataset(base, TemporalCrop(0.2, p=1), usable=lambda index, frames: False)
+    assert torch.equal(vetoed[0]["features"], items[0]["features"])  # the clip as it is, never a dummy
+    assert len(AugmentedDataset(base, mode="dev")[0]["features"]) == len(items[0]["features"])
+
+
+def test_batch_mixing_keeps_both_targets_feasible():
+    features = torch.randn(4, 10, 3)
+    lengths = torch.tensor([10, 4, 7, 2])
+    for kind in ("mixup", "cutmix"):
+        mix = BatchMix(**{kind: 1.0}, alpha=0.4)
+        m = mix(features, lengths, np.random.default_rng(0))
+        assert 0.5 <= m.lam <= 1 and sorted(m.partner.tolist()) == [0, 1, 2, 3]
+        assert torch.equal(m.lengths, torch.maximum(lengths, lengths[m.partner]))
+        assert m.features.shape == features.shape
+    assert BatchMix(0.0, 0.0)(features, lengths, np.random.default_rng(0)) is None
