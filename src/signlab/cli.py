@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from signlab.config import ExtractConfig
 from signlab.errors import SignlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -80,6 +81,107 @@ def evaluate(
     results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
                            beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
     Console().print_json(json.dumps(results))
+
+
+extract_app = typer.Typer(no_args_is_help=True, help="Extract features from videos: MediaPipe pose or I3D.")
+app.add_typer(extract_app, name="extract")
+_X = ExtractConfig()
+Videos = Annotated[list[Path], typer.Argument(help="video files, or folders searched recursively")]
+Out = Annotated[Path, typer.Option(help="output folder (features, manifest.csv, failures.csv)")]
+Workers = Annotated[int, typer.Option(help="worker processes")]
+Shard = Annotated[str, typer.Option(help="i/n: take every n-th video starting at the i-th (0-based)")]
+Fps = Annotated[Optional[float], typer.Option(help="resample to this frame rate (0 = as recorded)")]
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SignlabError(f"--shard expects i/n such as 0/4, got {text!r}") from None
+    return i, n
+
+
+def _run_extraction(videos: list[Path], job) -> None:
+    from signlab.extract.runner import run_extraction
+
+    outcomes = run_extraction(videos, job, Console())
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)  # the others are done; failures.csv says why these were not
+
+
+@extract_app.command("pose")
+def extract_pose(videos: Videos, out: Out, workers: Workers = 1, shard: Shard = "0/1", fps: Fps = _X.fps,
+                 write_pose: Annotated[bool, typer.Option(help="also write pose-format .pose files")] = False,
+                 model_complexity: Annotated[int, typer.Option(help="MediaPipe Holistic 0, 1 or 2")] = _X.model_complexity) -> None:
+    """MediaPipe Holistic landmarks as (T, 540) features, part masks and per-video statistics."""
+    from signlab.extract.runner import ExtractionJob
+    from signlab.extract.video import VideoOptions
+
+    job = ExtractionJob("pose", out, VideoOptions(fps=fps or None), workers, _shard(shard), write_pose=write_pose,
+                        model_complexity=model_complexity)
+    _run_extraction(videos, job)
+
+
+@extract_app.command("i3d")
+def extract_i3d(
+    videos: Videos, out: Out,
+    weights: Annotated[Optional[Path], typer.Option(help="I3D checkpoint (rgb_imagenet.pt layout)")] = None,
+    random_weights: Annotated[bool, typer.Option(help="untrained I3D, for testing the pipeline only")] = False,
+    workers: Workers = 1, shard: Shard = "0/1", fps: Fps = _X.fps,
+    size: Annotated[int, typer.Option(help="shorter side before the crop")] = _X.size,
+    crop: Annotated[int, typer.Option(help="centre crop")] = _X.crop,
+    stack_size: Annotated[int, typer.Option(help="frames per window")] = _X.stack_size,
+    step_size: Annotated[int, typer.Option(help="frames between windows")] = _X.step_size,
+    batch_size: Annotated[int, typer.Option(help="windows per forward pass")] = 8,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """I3D features over sliding windows: (windows, 1024) per video."""
+    from signlab.extract.runner import ExtractionJob
+    from signlab.extract.video import VideoOptions
+
+    job = ExtractionJob("i3d", out, VideoOptions(fps=fps or None, size=size, crop=crop), workers, _shard(shard),
+                        weights=weights, random_weights=random_weights, stack_size=stack_size, step_size=step_size,
+                        batch_size=batch_size, device=device)
+    _run_extraction(videos, job)
+
+
+@app.command()
+def recognize(
+    video: Annotated[Path, typer.Argument(help="a video file")],
+    model: Annotated[Path, typer.Option(help="run folder / model bundle")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON here")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="decoding method (default: the bundle's)")] = None,
+    beam_size: Annotated[Optional[int], typer.Option()] = None,
+    i3d_weights: Annotated[Optional[Path], typer.Option(help="for I3D models: the extraction checkpoint")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Glosses signed in a video, with where each one was signed."""
+    import json
+    import time
+
+    from signlab.extract.pipeline import video_features
+    from signlab.extract.video import probe
+    from signlab.inference.recognizer import Recognizer
+
+    probe(video)  # a missing or unreadable video fails here, before the model loads
+    recognizer = Recognizer.load(model, device, method=decode, beam_size=beam_size)
+    vf = video_features(video, recognizer.bundle.stats.dim, recognizer.config.extract, i3d_weights)
+    started = time.perf_counter()
+    transcript = recognizer.transcribe(vf.features, str(video))
+    model_s = time.perf_counter() - started
+    segments = [{"gloss": g, "start": round(float(vf.times[a]), 3), "end": round(float(vf.times[b]) + 1 / vf.fps, 3)}
+                for g, a, b in transcript.ctc_segments]
+    result = {"video": str(video), "glosses": transcript.glosses, "text": " ".join(transcript.glosses),
+              "decoding": recognizer.decoding.method, "ctc_segments": segments, "frames": vf.frames, "fps": vf.fps,
+              "timing_s": {"extract": round(vf.seconds, 3), "model": round(model_s, 3)}}
+    out = Console()
+    out.print(f"[bold]{video.name}[/]: {vf.frames} frames at {vf.fps:g} fps ({vf.frames / vf.fps:.1f} s); "
+              f"features {vf.seconds:.2f} s, model {model_s:.3f} s")
+    out.print(f"glosses ({recognizer.decoding.method}): [bold]{result['text'] or '(none)'}[/]")
+    if segments:
+        out.print("CTC alignment: " + "  ".join(f"{s['gloss']} {s['start']:.2f}-{s['end']:.2f}s" for s in segments))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=1))
 
 
 def _print_metrics(path: Path) -> None:

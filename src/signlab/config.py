@@ -113,6 +113,18 @@ class AugmentationConfig(_Section):
     mix: MixConfig = MixConfig()
 
 
+class ExtractConfig(_Section):
+    """How features are made from video; a bundle keeps it, so ``signlab recognize`` does the same."""
+
+    fps: float | None = Field(25.0, gt=0, description="resample videos to this rate; null = as recorded")
+    size: int = Field(256, ge=1, description="I3D: shorter side before the crop")
+    crop: int = Field(224, ge=1, description="I3D: centre crop")
+    stack_size: int = Field(16, ge=1, description="I3D: frames per window")
+    step_size: int = Field(4, ge=1, description="I3D: frames between windows")
+    i3d_weights: str | None = Field(None, description="I3D checkpoint (rgb_imagenet.pt layout)")
+    model_complexity: Literal[0, 1, 2] = 1  # MediaPipe Holistic
+
+
 class DecodingConfig(_Section):
     method: Literal["ctc_greedy", "ctc_beam", "attention", "joint", "rescore"] = "attention"
     beam_size: int = Field(4, ge=1)
@@ -127,6 +139,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     data: DataConfig = DataConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
+    extract: ExtractConfig = ExtractConfig()
     decoding: DecodingConfig = DecodingConfig()
 
     def to_dict(self) -> dict[str, Any]:

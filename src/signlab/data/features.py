@@ -47,12 +47,20 @@ class FeatureError(SignlabError):
 
 
 def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
-    """Read a ``.npy`` feature file as float32 (T, D), validating it."""
+    """Read a feature file as float32 (T, D), validating it: ``.npy``, or a MediaPipe Holistic
+    ``.pose`` file (read into the 540-dim pose layout)."""
     path = Path(path)
     if not path.is_file():
         raise FeatureError("missing", f"{path} not found")
     try:
-        arr = np.load(path, allow_pickle=False)
+        if path.suffix == ".pose":
+            from signlab.extract.pose_files import read_pose_file
+
+            arr = read_pose_file(path)
+        else:
+            arr = np.load(path, allow_pickle=False)
+    except SignlabError as exc:
+        raise FeatureError("corrupt", str(exc)) from exc
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FeatureError("corrupt", f"{path} cannot be read ({exc})") from exc
     if not isinstance(arr, np.ndarray) or arr.ndim != 2:

@@ -4,7 +4,8 @@ Two formats are read as they are:
 
 * signlab's CSV (header row; columns ``id, split, features`` plus ``glosses`` for recognition,
   ``text`` (or ``sentence``) for translation, ``signer``, ``sentence_id``; extra columns are
-  kept). ``features`` is relative to the manifest's folder.
+  kept). ``features`` (or ``feature_path``, the SignTalk seed's name, which ``signlab extract``
+  writes) is relative to the manifest's folder.
 * the PHOENIX-2014-T corpus files (``name|video|start|end|speaker|orth|translation``), whose
   split comes from the file name (``...train.corpus.csv``) and whose features are looked up as
   ``FEATURES_DIR/<name>.npy`` (FEATURES_DIR defaults to the corpus file's folder).
@@ -22,7 +23,7 @@ from signlab.errors import SignlabError
 
 SPLITS = ("train", "dev", "test")
 PHOENIX_HEADER = ["name", "video", "start", "end", "speaker", "orth", "translation"]
-_CORE_COLUMNS = {"id", "split", "features", "glosses", "text", "signer"}
+_CORE_COLUMNS = {"id", "split", "features", "feature_path", "glosses", "text", "signer"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def _read_csv(path: Path, base: Path) -> list[Sample]:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
             raise SignlabError(f"manifest {path} is empty: it needs a header row with id,split,features,...")
-        missing = {"id", "split", "features"} - set(reader.fieldnames)
+        columns = set(reader.fieldnames)
+        feature_column = "feature_path" if "feature_path" in columns and "features" not in columns else "features"
+        missing = {"id", "split", feature_column} - columns
         if missing:
             raise SignlabError(
                 f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
@@ -91,7 +94,7 @@ def _read_csv(path: Path, base: Path) -> list[Sample]:
                 Sample(
                     id=(row["id"] or "").strip() or f"line{line}",
                     split=split,
-                    features=base / (row["features"] or "").strip(),
+                    features=base / (row[feature_column] or "").strip(),
                     glosses=tuple((row.get("glosses") or "").split()),
                     text=text.strip(),
                     signer=(row.get("signer") or "").strip(),

@@ -3,7 +3,8 @@
 One frame is ``[pose 33 x (x, y, z, visibility) | left hand 21 x (x, y, z) | right hand 21 x
 (x, y, z) | face 94 x (x, y, z)]`` = 132 + 63 + 63 + 282 = 540 values, in MediaPipe Holistic's
 conventions (x, y in image units, y pointing down; "left" is the signer's left). A part that was
-not detected in a frame is all zeros.
+not detected in a frame is all zeros; so is a single landmark a source does not have (reduced
+``.pose`` files). A landmark counts as present when any of its x, y, z is non-zero.
 
 The 94 face points are the ones that carry non-manual signals: lips (40), both eyes (16 + 16),
 both eyebrows (10 + 10), the nose tip (1) and the chin (152), taken from MediaPipe's own
@@ -67,6 +68,9 @@ def _xyz_columns() -> tuple[np.ndarray, np.ndarray]:
 XYZ_COLUMNS, POINT_PART = _xyz_columns()  # (169, 3), (169,)
 VISIBILITY_COLUMNS = np.arange(POSE_POINTS) * 4 + 3
 NUM_POINTS = len(XYZ_COLUMNS)
+VALUE_POINT = np.zeros(POSE_FEATURE_DIM, dtype=np.int64)  # the landmark each of the 540 values belongs to
+VALUE_POINT[XYZ_COLUMNS] = np.arange(NUM_POINTS)[:, None]
+VALUE_POINT[VISIBILITY_COLUMNS] = np.arange(POSE_POINTS)
 HAND_POINT_SLICES = {
     "left_hand": slice(POSE_POINTS, POSE_POINTS + HAND_POINTS),
     "right_hand": slice(POSE_POINTS + HAND_POINTS, POSE_POINTS + 2 * HAND_POINTS),
@@ -96,17 +100,13 @@ def part_mask(frames: np.ndarray) -> np.ndarray:
 
 
 def point_mask(frames: np.ndarray) -> np.ndarray:
-    """(T, 169) bool: the part of each point was detected in that frame."""
-    return part_mask(frames)[:, POINT_PART]
+    """(T, 169) bool: the landmark is present (any of its coordinates is non-zero)."""
+    return np.any(frames[:, XYZ_COLUMNS] != 0, axis=-1)
 
 
 def value_mask(frames: np.ndarray) -> np.ndarray:
-    """(T, 540) bool: each value belongs to a detected part."""
-    mask = np.empty(frames.shape, dtype=bool)
-    parts = part_mask(frames)
-    for i, p in enumerate(PARTS):
-        mask[:, PART_SLICES[p]] = parts[:, i : i + 1]
-    return mask
+    """(T, 540) bool: the value's landmark is present (visibility goes with its pose point)."""
+    return point_mask(frames)[:, VALUE_POINT]
 
 
 def shoulder_frame(frames: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -115,7 +115,8 @@ def shoulder_frame(frames: np.ndarray) -> tuple[np.ndarray, float] | None:
     Averaged over the frames where the body was detected, like pose-format's ``normalize``: a
     per-frame centre would erase the signer's own torso movement.
     """
-    detected = part_mask(frames)[:, 0]
+    present = point_mask(frames)
+    detected = present[:, LEFT_SHOULDER] & present[:, RIGHT_SHOULDER]
     if not detected.any():
         return None
     pts = points(frames[detected])
@@ -130,8 +131,8 @@ def normalize_body(frames: np.ndarray) -> np.ndarray | None:
     """Body-relative coordinates: origin between the shoulders, unit = shoulder width.
 
     x and y are centred and scaled, z is scaled only (MediaPipe's z is already relative to the
-    hips or the wrist). Visibility and undetected parts (zeros) are left as they are, so the part
-    mask survives. Returns None when no frame shows the body's shoulders.
+    hips or the wrist). Visibility and missing landmarks (zeros) are left as they are, so the
+    masks survive. Returns None when no frame shows the body's shoulders.
     """
     frame = shoulder_frame(frames)
     if frame is None:
@@ -140,14 +141,20 @@ def normalize_body(frames: np.ndarray) -> np.ndarray | None:
     pts = points(frames)
     pts[..., :2] -= centre
     pts /= width
-    pts *= point_mask(frames)[..., None]  # keep missing parts exactly zero
+    pts *= point_mask(frames)[..., None]  # keep missing landmarks exactly zero
     return with_points(frames, pts).astype(np.float32, copy=False)
 
 
 def motion_energy(frames: np.ndarray) -> np.ndarray:
-    """(T,) L2 norm of the frame-to-frame change of all coordinates (visibility excluded)."""
+    """(T,) L2 norm of the frame-to-frame change of all coordinates (visibility excluded).
+
+    Only landmarks present in both frames count: a hand that appears or vanishes is a detection
+    event, not motion. The first frame's energy is 0.
+    """
     if len(frames) == 0:
         return np.zeros(0, np.float32)
-    coords = frames[:, XYZ_COLUMNS.ravel()]
-    diffs = np.diff(coords, axis=0, prepend=coords[:1])
-    return np.linalg.norm(diffs, axis=1).astype(np.float32)
+    coords, present = points(frames), point_mask(frames)
+    steady = (present[1:] & present[:-1])[..., None]
+    diffs = (coords[1:] - coords[:-1]) * steady
+    energy = np.linalg.norm(diffs.reshape(len(diffs), -1), axis=1)
+    return np.concatenate([[0.0], energy]).astype(np.float32)

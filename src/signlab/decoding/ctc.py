@@ -31,6 +31,19 @@ def ctc_greedy_decode(logits: Tensor, lengths: Tensor) -> list[list[int]]:
     return [ids.tolist() for ids in best[keep].split(counts)]
 
 
+def ctc_segments(logits: Tensor, length: int | None = None) -> list[tuple[int, int, int]]:
+    """Greedy CTC output of one clip with where each label fired: (label, first frame, last frame)."""
+    best = logits[:length].argmax(-1)
+    if len(best) == 0:
+        return []
+    change = torch.ones_like(best, dtype=torch.bool)
+    change[1:] = best[1:] != best[:-1]
+    starts = change.nonzero()[:, 0].tolist()
+    ends = [*(s - 1 for s in starts[1:]), len(best) - 1]
+    labels = best[starts].tolist()
+    return [(c, s, e) for c, s, e in zip(labels, starts, ends) if c != BLANK]
+
+
 @dataclass
 class CTCHypothesis:
     tokens: list[int]

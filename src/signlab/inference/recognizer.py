@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,17 @@ from signlab.data.dataset import resample_frames
 from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
 from signlab.data.manifest import Sample, read_manifests
 from signlab.decoding import decode_batch
+from signlab.decoding.ctc import ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
 from signlab.metrics import blank_counts, clean_phoenix_2014t, word_error_rate
 from signlab.training.data import eval_loader
+
+
+@dataclass
+class Transcript:
+    glosses: list[str]  # from the configured decoder
+    ctc_segments: list[tuple[str, int, int]]  # (gloss, first input row, last input row) of the greedy CTC output
 
 
 class Recognizer:
@@ -43,10 +51,22 @@ class Recognizer:
     @torch.no_grad()
     def recognize(self, features: np.ndarray) -> list[str]:
         """Glosses for one clip of raw features (as the extractor wrote them)."""
-        x = resample_frames(self.prep(np.asarray(features, np.float32), "input"), self.config.data.max_frames)
-        hyps, _ = decode_batch(self.model, torch.from_numpy(x)[None].to(self.device),
-                               torch.tensor([len(x)], device=self.device), self.decoding)
-        return self.vocab.decode(hyps[0])
+        return self.transcribe(features).glosses
+
+    @torch.no_grad()
+    def transcribe(self, features: np.ndarray, where: str = "input") -> Transcript:
+        """Glosses, and where the CTC head placed each of its own (greedy) glosses in the input.
+
+        ``where`` names the clip in error messages.
+        """
+        raw = self.prep(np.asarray(features, np.float32), where)
+        x = resample_frames(raw, self.config.data.max_frames)
+        hyps, out = decode_batch(self.model, torch.from_numpy(x)[None].to(self.device),
+                                 torch.tensor([len(x)], device=self.device), self.decoding)
+        factor = len(raw) / len(x) * self.model.subsampling  # input rows per encoder frame
+        segments = [(self.vocab.tokens[c], int(s * factor), min(len(raw), int(np.ceil((e + 1) * factor))) - 1)
+                    for c, s, e in ctc_segments(out.ctc_logits[0], int(out.lengths[0]))]
+        return Transcript(self.vocab.decode(hyps[0]), segments)
 
     @torch.no_grad()
     def decode_scanned(self, result: ScanResult, batch_size: int = 32) -> tuple[dict[str, str], int, int]:

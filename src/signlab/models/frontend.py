@@ -24,7 +24,7 @@ def subsampled_lengths(lengths: Tensor | int, factor: int):
 class FeatureNormalizer(nn.Module):
     """``(x - mean) / std`` with the train split's statistics (see :class:`FeatureStats`).
 
-    For the 540-dim pose layout, values of parts that were not detected in a frame (all zeros)
+    For the 540-dim pose layout, values of landmarks that are missing in a frame (all zeros)
     stay zero, as do padded frames. The statistics are set from the bundle's ``stats.npz`` and are
     not part of the weights file.
     """
@@ -35,10 +35,8 @@ class FeatureNormalizer(nn.Module):
         self.register_buffer("std", torch.ones(dim), persistent=False)
         self.is_pose = dim == pose.POSE_FEATURE_DIM
         if self.is_pose:
-            part_of_value = np.zeros(dim, dtype=np.int64)
-            for i, name in enumerate(pose.PARTS):
-                part_of_value[pose.PART_SLICES[name]] = i
-            self.register_buffer("part_of_value", torch.from_numpy(part_of_value), persistent=False)
+            self.register_buffer("xyz", torch.from_numpy(pose.XYZ_COLUMNS.ravel()), persistent=False)
+            self.register_buffer("value_point", torch.from_numpy(pose.VALUE_POINT), persistent=False)
 
     def set_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
@@ -47,8 +45,9 @@ class FeatureNormalizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = (x - self.mean) / self.std
         if self.is_pose:
-            parts = torch.stack([(x[..., pose.PART_SLICES[p]] != 0).any(-1) for p in pose.PARTS], -1)
-            out = out * parts.index_select(-1, self.part_of_value).to(out.dtype)
+            xyz = x.index_select(-1, self.xyz).unflatten(-1, (pose.NUM_POINTS, 3))
+            present = (xyz != 0).any(-1)  # (..., 169) landmark present
+            out = out * present.index_select(-1, self.value_point).to(out.dtype)
         return out
 
 

@@ -1,0 +1,90 @@
+"""MediaPipe Holistic landmarks (mediapipe 0.10.21, the legacy solution whose models ship in the
+wheel, so it runs offline) to signlab's 540-dim pose layout, with per-video statistics.
+
+A new Holistic graph is made for every video: it tracks landmarks from frame to frame, and a
+previous video's last frame must not seed the next one's tracking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from signlab.data import pose
+from signlab.errors import SignlabError
+
+
+@dataclass
+class HolisticLandmarks:
+    """What Holistic found in each frame, in MediaPipe's normalised image coordinates."""
+
+    body: np.ndarray  # (T, 33, 4) x, y, z, visibility
+    face: np.ndarray  # (T, 468, 3)
+    left_hand: np.ndarray  # (T, 21, 3)
+    right_hand: np.ndarray  # (T, 21, 3)
+    world: np.ndarray  # (T, 33, 4) body in metres, visibility
+
+    def features(self) -> np.ndarray:
+        """(T, 540) float32 in the layout of :mod:`signlab.data.pose`; missing parts are zeros."""
+        t = len(self.body)
+        return np.concatenate([
+            self.body.reshape(t, -1), self.left_hand.reshape(t, -1), self.right_hand.reshape(t, -1),
+            self.face[:, pose.FACE_INDICES].reshape(t, -1),
+        ], axis=1).astype(np.float32)
+
+
+def _landmarks(found, n: int, with_visibility: bool = False) -> np.ndarray:
+    width = 4 if with_visibility else 3
+    if found is None:
+        return np.zeros((n, width), np.float32)
+    if with_visibility:
+        return np.array([(p.x, p.y, p.z, p.visibility) for p in found.landmark], np.float32)
+    return np.array([(p.x, p.y, p.z) for p in found.landmark], np.float32)
+
+
+class HolisticExtractor:
+    """Runs MediaPipe Holistic over a clip's frames (RGB uint8)."""
+
+    def __init__(self, model_complexity: int = 1, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5):
+        try:
+            from mediapipe.python.solutions import holistic
+        except ImportError as exc:
+            raise SignlabError("pose extraction needs MediaPipe: pip install 'signlab[pose]' (mediapipe==0.10.21)") from exc
+        self._holistic = holistic
+        self.options = dict(static_image_mode=False, model_complexity=model_complexity,
+                            min_detection_confidence=min_detection_confidence,
+                            min_tracking_confidence=min_tracking_confidence)
+
+    def landmarks(self, frames: Iterable[np.ndarray]) -> HolisticLandmarks:
+        rows: list[tuple[np.ndarray, ...]] = []
+        with self._holistic.Holistic(**self.options) as graph:
+            for frame in frames:
+                r = graph.process(frame)
+                rows.append((
+                    _landmarks(r.pose_landmarks, 33, True), _landmarks(r.face_landmarks, 468)[:468],
+                    _landmarks(r.left_hand_landmarks, 21), _landmarks(r.right_hand_landmarks, 21),
+                    _landmarks(r.pose_world_landmarks, 33, True),
+                ))
+        if not rows:
+            raise SignlabError("no frames to run MediaPipe Holistic on")
+        return HolisticLandmarks(*(np.stack(parts) for parts in zip(*rows)))
+
+
+def clip_statistics(features: np.ndarray) -> dict[str, float]:
+    """Per-video numbers the SignTalk seed filters and reports on (from the 540-dim features)."""
+    parts = pose.part_mask(features)
+    motion = pose.motion_energy(features)
+    vis = features[:, pose.VISIBILITY_COLUMNS][parts[:, 0]]
+    return {
+        "num_frames": len(features),
+        "motion_mean": float(motion.mean()) if len(motion) else 0.0,
+        "motion_p95": float(np.percentile(motion, 95)) if len(motion) else 0.0,
+        "mean_visibility": float(vis.mean()) if vis.size else 0.0,
+        "pose_rate": float(parts[:, 0].mean()),
+        "left_hand_rate": float(parts[:, 1].mean()),
+        "right_hand_rate": float(parts[:, 2].mean()),
+        "face_rate": float(parts[:, 3].mean()),
+    }

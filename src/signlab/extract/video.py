@@ -1,0 +1,170 @@
+"""Video decoding with PyAV: any container FFmpeg reads, streamed frame by frame.
+
+Frames come out as (H, W, 3) uint8 RGB, upright (the container's rotation metadata is applied),
+optionally resampled to a target frame rate (nearest source frame for each output tick, so
+frames are dropped or repeated, never blended), resized so the shorter side is ``size`` and
+centre-cropped to ``crop`` x ``crop``, and limited to a frame range ``[start, end)`` (source frame
+numbers, 0-based; WLASL's 1-based inclusive ``frame_start``/``frame_end`` become ``start - 1``,
+``end``) or a time range in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from signlab.errors import SignlabError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv")
+
+
+class VideoError(SignlabError):
+    """A video that cannot be used: ``kind`` is missing, unreadable, corrupt or empty."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    fps: float | None = None  # None: every source frame
+    size: int | None = None  # shorter side after resizing; None: as decoded
+    crop: int | None = None  # centre crop (square); None: no crop
+    start: int | None = None  # first source frame (0-based)
+    end: int | None = None  # one past the last source frame
+    start_time: float | None = None  # seconds
+    end_time: float | None = None
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    fps: float
+    frames: int | None  # as the container declares it
+    width: int
+    height: int
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise VideoError("missing", f"{path} not found")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise VideoError("unreadable", f"{path} is not a video FFmpeg can open ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError("unreadable", f"{path} has no video stream")
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.base_rate or 25
+        return VideoInfo(path, float(rate), stream.frames or None, stream.codec_context.width, stream.codec_context.height)
+
+
+def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions()) -> Iterator[np.ndarray]:
+    """Upright RGB frames of ``path`` with ``opts`` applied; raises :class:`VideoError`."""
+    path = Path(path)
+    container = _open(path)
+    emitted = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        source_fps = float(stream.average_rate or stream.base_rate or 25)
+        frames = _selected(container.decode(stream), source_fps, opts)
+        for frame in _resampled(frames, opts.fps, source_fps):
+            yield _to_array(frame, opts)
+            emitted += 1
+    except av.FFmpegError as exc:
+        raise VideoError("corrupt", f"{path}: decoding failed after {emitted} frames ({exc})") from exc
+    finally:
+        container.close()
+    if emitted == 0:
+        raise VideoError("empty", f"{path} has no frames" + (" in the requested range" if _has_range(opts) else ""))
+
+
+def read_video(path: str | Path, opts: VideoOptions = VideoOptions()) -> np.ndarray:
+    """All frames as one (T, H, W, 3) uint8 array."""
+    return np.stack(list(iter_frames(path, opts)))
+
+
+def _has_range(opts: VideoOptions) -> bool:
+    return any(v is not None for v in (opts.start, opts.end, opts.start_time, opts.end_time))
+
+
+def _selected(decoded, source_fps: float, opts: VideoOptions) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time, frame) pairs inside the requested frame / time range."""
+    for index, frame in enumerate(decoded):
+        t = frame.time if frame.time is not None else index / source_fps
+        if opts.start is not None and index < opts.start:
+            continue
+        if opts.start_time is not None and t < opts.start_time:
+            continue
+        if (opts.end is not None and index >= opts.end) or (opts.end_time is not None and t >= opts.end_time):
+            break
+        yield t, frame
+
+
+def _resampled(frames: Iterator[tuple[float, av.VideoFrame]], fps: float | None, source_fps: float):
+    """Nearest source frame for each tick of the target rate (one frame of look-ahead).
+
+    Ticks start at the first frame and run to the clip's end (last frame + one source frame),
+    so N frames at rate r become round(N * fps / r) frames.
+    """
+    if fps is None:
+        for _, frame in frames:
+            yield frame
+        return
+    first, k, prev = None, 0, None
+    for t, frame in frames:
+        if first is None:
+            first = t
+        if prev is not None:
+            boundary = (prev[0] + t) / 2  # ticks before the midpoint belong to the previous frame
+            while first + k / fps < boundary - 1e-9:
+                yield prev[1]
+                k += 1
+        prev = (t, frame)
+    if prev is not None:
+        while first + k / fps < prev[0] + 1 / source_fps - 1e-9:
+            yield prev[1]
+            k += 1
+
+
+def _to_array(frame: av.VideoFrame, opts: VideoOptions) -> np.ndarray:
+    if opts.size is not None:
+        w, h = frame.width, frame.height
+        scale = opts.size / min(w, h)
+        frame = frame.reformat(width=max(1, round(w * scale)), height=max(1, round(h * scale)), format="rgb24")
+    img = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    if turns:
+        img = np.ascontiguousarray(np.rot90(img, turns))
+    if opts.crop is not None:
+        h, w = img.shape[:2]
+        c = opts.crop
+        if h < c or w < c:
+            raise VideoError("corrupt", f"frame of {w}x{h} is smaller than the crop {c}x{c}; resize first (size >= crop)")
+        top, left = (h - c) // 2, (w - c) // 2
+        img = img[top : top + c, left : left + c]
+    return img
+
+
+def find_videos(inputs: list[str | Path]) -> list[Path]:
+    """Video files among ``inputs`` (files, or folders searched recursively), sorted, unique."""
+    found: set[Path] = set()
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.update(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        else:
+            found.add(item)  # named explicitly: reported later if it is missing or not a video
+    return sorted(found)
