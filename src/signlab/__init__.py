@@ -1,18 +1,28 @@
-"""signlab: train, evaluate and deploy sign language models from video or pose."""
+"""signlab: train, evaluate and deploy sign language models from video or pose.
 
-from signlab.config import Config, builtin_config, load_config
-from signlab.data.manifest import Sample, read_manifest, read_manifests
-from signlab.data.synthetic import CorpusSpec, generate_corpus
-from signlab.errors import SignlabError
-from signlab.inference.bundle import load_bundle
-from signlab.inference.recognizer import Recognizer, evaluate
-from signlab.models import GlossDecoder, HybridCTCAttentionModel, TCNCTCModel
-from signlab.training.run import train
-from signlab.vocab import Vocabulary
+The public API is imported lazily, so ``import signlab.extract`` (worker processes) and the CLI
+do not pay for Lightning until they train.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = [
-    "Config", "CorpusSpec", "GlossDecoder", "HybridCTCAttentionModel", "Recognizer", "Sample", "SignlabError",
-    "TCNCTCModel", "Vocabulary", "builtin_config", "evaluate", "generate_corpus", "load_bundle", "load_config",
-    "read_manifest", "read_manifests", "train",
-]
+
+_API = {
+    "Config": "signlab.config", "builtin_config": "signlab.config", "load_config": "signlab.config",
+    "Sample": "signlab.data.manifest", "read_manifest": "signlab.data.manifest", "read_manifests": "signlab.data.manifest",
+    "CorpusSpec": "signlab.data.synthetic", "generate_corpus": "signlab.data.synthetic",
+    "SignlabError": "signlab.errors",
+    "load_bundle": "signlab.inference.bundle",
+    "Recognizer": "signlab.inference.recognizer", "evaluate": "signlab.inference.recognizer",
+    "GlossDecoder": "signlab.models", "HybridCTCAttentionModel": "signlab.models", "TCNCTCModel": "signlab.models",
+    "train": "signlab.training.run",
+    "Vocabulary": "signlab.vocab",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'signlab' has no attribute {name!r}")

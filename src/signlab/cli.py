@@ -16,7 +16,15 @@ from signlab.errors import SignlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Train, evaluate and deploy sign language models from video or pose.")
-console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich console; tables stay readable in logs, where Rich would assume 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 120)
+
+
+console = _console(stderr=True)
 
 Manifests = Annotated[list[Path], typer.Option("--manifest", "-m", help="manifest CSV (repeat for several)")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: section.key=value")]
@@ -35,7 +43,7 @@ def demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/d
     """Generate the synthetic signer corpus, train hybrid and TCN models, compare them."""
     from signlab.demo import run_demo
 
-    run_demo(out, console=Console())
+    run_demo(out, console=_console())
 
 
 @app.command()
@@ -80,7 +88,7 @@ def evaluate(
 
     results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
                            beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
-    Console().print_json(json.dumps(results))
+    _console().print_json(json.dumps(results))
 
 
 extract_app = typer.Typer(no_args_is_help=True, help="Extract features from videos: MediaPipe pose or I3D.")
@@ -104,7 +112,7 @@ def _shard(text: str) -> tuple[int, int]:
 def _run_extraction(videos: list[Path], job) -> None:
     from signlab.extract.runner import run_extraction
 
-    outcomes = run_extraction(videos, job, Console())
+    outcomes = run_extraction(videos, job, _console())
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)  # the others are done; failures.csv says why these were not
 
@@ -174,7 +182,7 @@ def recognize(
     result = {"video": str(video), "glosses": transcript.glosses, "text": " ".join(transcript.glosses),
               "decoding": recognizer.decoding.method, "ctc_segments": segments, "frames": vf.frames, "fps": vf.fps,
               "timing_s": {"extract": round(vf.seconds, 3), "model": round(model_s, 3)}}
-    out = Console()
+    out = _console()
     out.print(f"[bold]{video.name}[/]: {vf.frames} frames at {vf.fps:g} fps ({vf.frames / vf.fps:.1f} s); "
               f"features {vf.seconds:.2f} s, model {model_s:.3f} s")
     out.print(f"glosses ({recognizer.decoding.method}): [bold]{result['text'] or '(none)'}[/]")
@@ -192,7 +200,7 @@ def _print_metrics(path: Path) -> None:
         for split in ("dev", "test"):
             if split in m:
                 r = m[split]
-                Console().print(f"{split}: WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, "
+                _console().print(f"{split}: WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, "
                                 f"n {r['n']}), blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")
 
 

@@ -72,17 +72,17 @@ class DataConfig(_Section):
 class PoseAugmentConfig(_Section):
     """Pose transforms (540-dim input); 0 / false turns one off."""
 
-    rotation: float = Field(10.0, ge=0, description="degrees around each axis")
+    rotation: float = Field(5.0, ge=0, description="degrees around each axis")
     scale: float = Field(0.1, ge=0, lt=1)
-    shear: float = Field(0.05, ge=0)
-    translation: float = Field(0.05, ge=0, description="shoulder widths")
+    shear: float = Field(0.0, ge=0)
+    translation: float = Field(0.02, ge=0, description="shoulder widths")
     time_warp: float = Field(0.15, ge=0, lt=1)
     frame_dropout: float = Field(0.1, ge=0, lt=1)
     temporal_shift: int = Field(4, ge=0, description="frames")
     noise: float = Field(0.01, ge=0, description="shoulder widths")
     hand_dropout: int = Field(6, ge=0, description="longest missed-hand run, frames")
     mirror: bool = Field(False, description="also swaps the hands: a right-handed signer becomes left-handed")
-    p: float = Field(0.5, ge=0, le=1, description="probability of each transform")
+    p: float = Field(0.3, ge=0, le=1, description="probability of each transform")
 
 
 class FeatureAugmentConfig(_Section):

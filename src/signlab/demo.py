@@ -1,8 +1,9 @@
-"""``signlab demo``: the whole gloss pipeline on a synthetic signer corpus, in a few minutes on a laptop.
+"""``signlab demo``: the whole gloss pipeline on a synthetic signer corpus, in minutes on a laptop.
 
-Generates the corpus, trains the Hybrid CTC + Attention model and the TCN + CTC baseline on it
-with the built-in ``demo`` config, evaluates both on a signer seen in neither training nor
-model selection, and writes ``summary.json`` with exactly the numbers it prints.
+Generates the corpus, trains the Hybrid CTC + Attention model with and without augmentation and
+the TCN + CTC baseline with the built-in ``demo`` config, evaluates each on two signers seen in
+neither training nor model selection, compares the decoding methods on the main model, and
+writes ``summary.json`` with exactly the numbers it prints (and ``dev_wer.png``).
 """
 
 from __future__ import annotations
@@ -16,50 +17,81 @@ from rich.console import Console
 from rich.table import Table
 
 from signlab.config import builtin_config, load_config
+from signlab.data.manifest import read_manifest
 from signlab.data.synthetic import CorpusSpec, generate_corpus
+from signlab.inference.recognizer import Recognizer, evaluate_samples
+from signlab.report import plot_comparison
 from signlab.training.run import train
 
-DEMO_CORPUS = CorpusSpec(train_signers=8, dev_signers=1, test_signers=1, clips_per_signer=60, seed=0)
-DEMO_MODELS = {  # name -> overrides of the demo config
-    "hybrid": [],
-    "tcn": ["model.type=tcn"],
+DEMO_CORPUS = CorpusSpec(train_signers=8, dev_signers=1, test_signers=2, clips_per_signer=60, seed=0)
+DEMO_MODELS = {  # name -> (folder, overrides of the demo config)
+    "hybrid": ("hybrid", []),
+    "hybrid, no augmentation": ("hybrid_noaug", ["data.augmentation=false"]),
+    "tcn (baseline)": ("tcn", ["model.type=tcn"]),
+}
+DECODERS = {  # name -> decoding options, compared on the first model's test split
+    "ctc_greedy": {"method": "ctc_greedy"},
+    "ctc_beam (4)": {"method": "ctc_beam", "beam_size": 4},
+    "attention (greedy)": {"method": "attention", "beam_size": 1},
+    "attention (beam 4)": {"method": "attention", "beam_size": 4},
+    "joint (beam 4, ctc 0.3)": {"method": "joint", "beam_size": 4, "ctc_weight": 0.3},
+    "rescore (beam 4, ctc 0.3)": {"method": "rescore", "beam_size": 4, "ctc_weight": 0.3},
 }
 
 
-def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, models=DEMO_MODELS,
+def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, models=DEMO_MODELS, decoders=DECODERS,
              extra_overrides: tuple[str, ...] = (), console: Console | None = None) -> dict:
     console = console or Console()
     out = Path(out)
     console.print(f"[bold]signlab demo[/]: synthetic corpus of {spec.train_signers} training signers in {out / 'data'}")
     manifest = generate_corpus(out / "data", spec)
-    rows = []
-    for name, overrides in models.items():
-        run_dir = out / name
+    rows, dirs = [], {}
+    for name, (folder, overrides) in models.items():
+        run_dir = dirs[name] = out / folder
         shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts afresh
         cfg = load_config(builtin_config("demo"), [*overrides, *extra_overrides])
-        console.print(f"\n[bold]training {name}[/] ({cfg.model.type}, d_model {cfg.model.d_model}) -> {run_dir}")
+        console.print(f"\\n[bold]training {name}[/] ({cfg.model.type}, augmentation {'on' if cfg.data.augmentation else 'off'}) -> {run_dir}")
         train([manifest], cfg, run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         rows.append({
-            "model": name, "type": cfg.model.type, "decoding": metrics["test"]["decoding"],
-            "dev_wer": round(metrics["dev"]["wer"], 2), "test_wer": round(metrics["test"]["wer"], 2),
-            "test_blank_ratio": round(metrics["test"]["blank_ratio"], 3), "epochs": metrics["epochs"],
-            "best_epoch": metrics["best_epoch"], "train_time_s": metrics["train_time_s"],
+            "model": name, "folder": run_dir.name, "type": cfg.model.type, "augmentation": cfg.data.augmentation,
+            "decoding": metrics["test"]["decoding"], "dev_wer": round(metrics["dev"]["wer"], 2),
+            "test_wer": round(metrics["test"]["wer"], 2), "test_blank_ratio": round(metrics["test"]["blank_ratio"], 3),
+            "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "train_time_s": metrics["train_time_s"],
             "parameters": metrics["parameters"],
         })
-    summary = {"corpus": asdict(spec), "test_split": "one signer unseen in training and model selection",
-               "models": rows}
+    main = dirs[next(iter(models))]
+    test = [s for s in read_manifest(manifest) if s.split == "test"]
+    decoding = []
+    for name, options in decoders.items():
+        r = evaluate_samples(Recognizer.load(main, **options), test, "test")
+        decoding.append({"decoder": name, **options, "test_wer": round(r["wer"], 2), "sub": r["sub"], "del": r["del"],
+                         "ins": r["ins"], "decode_seconds": r["decode_seconds"], "clips": r["n"]})
+    plot_comparison({name: d / "metrics.jsonl" for name, d in dirs.items()}, out / "dev_wer.png")
+    summary = {"corpus": asdict(spec), "test_split": f"{spec.test_signers} signers unseen in training and model selection",
+               "models": rows, "decoding": {"model": main.name, "results": decoding}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    console.print(summary_table(rows))
-    console.print(f"written: {out / 'summary.json'}; curves and per-sample hypotheses in each model's folder")
+    console.print(models_table(rows))
+    console.print(decoding_table(decoding, main.name))
+    console.print(f"written: {out / 'summary.json'}, {out / 'dev_wer.png'}; curves and per-sample hypotheses in each "
+                  "model's folder")
     return summary
 
 
-def summary_table(rows: list[dict]) -> Table:
-    table = Table(title="signlab demo: gloss recognition on the synthetic signer")
-    for col in ("model", "decoding", "dev WER %", "test WER % (unseen signer)", "test blank ratio", "epochs", "train s"):
+def models_table(rows: list[dict]) -> Table:
+    table = Table(title="gloss recognition on the synthetic signer (test: unseen signers)")
+    for col in ("model", "decoding", "dev WER %", "test WER %", "test blank ratio", "epochs (best)", "train s"):
         table.add_column(col, justify="left" if col in ("model", "decoding") else "right")
     for r in rows:
         table.add_row(r["model"], r["decoding"], f"{r['dev_wer']:.2f}", f"{r['test_wer']:.2f}",
-                      f"{r['test_blank_ratio']:.3f}", str(r["epochs"]), f"{r['train_time_s']:.0f}")
+                      f"{r['test_blank_ratio']:.3f}", f"{r['epochs']} ({r['best_epoch'] + 1})", f"{r['train_time_s']:.0f}")
+    return table
+
+
+def decoding_table(rows: list[dict], model: str) -> Table:
+    table = Table(title=f"decoding methods, {model} model, test split")
+    for col in ("decoder", "test WER %", "sub / del / ins", "decode s"):
+        table.add_column(col, justify="left" if col == "decoder" else "right")
+    for r in rows:
+        table.add_row(r["decoder"], f"{r['test_wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}", f"{r['decode_seconds']:.2f}")
     return table

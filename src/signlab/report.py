@@ -43,3 +43,24 @@ def plot_training_curves(metrics: str | Path, out: str | Path, panels=PANELS) ->
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return Path(out)
+
+
+def plot_comparison(runs: dict[str, str | Path], out: str | Path, key: str = "dev_wer") -> Path | None:
+    """One curve per run of an epoch metric (dev WER by default)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, path in runs.items():
+        points = [(r["epoch"] + 1, r[key]) for r in read_jsonl(path) if r.get("kind") == "epoch" and r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", ms=2.5, label=name)
+    if not ax.lines:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev WER (%)" if key == "dev_wer" else key)
+    ax.set_ylim(0, min(100, ax.get_ylim()[1]))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)

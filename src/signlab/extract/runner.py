@@ -9,6 +9,7 @@ never stops the run: it is reported, with its reason, in the summary and in ``fa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -96,16 +97,16 @@ _extractor: Any = None
 def _init_worker(job: ExtractionJob, threads: int) -> None:
     """Build the extractor once per process."""
     global _extractor
-    import torch
-
-    torch.set_num_threads(threads)
     if job.kind == "pose":
         from signlab.extract.holistic import HolisticExtractor
 
         _extractor = HolisticExtractor(job.model_complexity)
     else:
+        import torch
+
         from signlab.extract.i3d import I3DExtractor
 
+        torch.set_num_threads(threads)
         _extractor = I3DExtractor(None if job.random_weights else job.weights, job.device, job.stack_size,
                                   job.step_size, job.batch_size)
 
@@ -157,6 +158,8 @@ def run_extraction(inputs: Sequence[str | Path], job: ExtractionJob, console: Co
     outcomes = [Outcome(v, o, "skipped", message="already extracted") for v, o in pairs if o.exists()]
     workers = max(1, min(job.workers, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers > 1:  # the cores are shared: one decoding thread per worker
+        job = dataclasses.replace(job, video=dataclasses.replace(job.video, decode_threads=threads))
     columns = [TextColumn(f"extracting {job.kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(todo))

@@ -39,6 +39,7 @@ class VideoOptions:
     end: int | None = None  # one past the last source frame
     start_time: float | None = None  # seconds
     end_time: float | None = None
+    decode_threads: int = 0  # 0: FFmpeg decides; 1 when several worker processes share the cores
 
 
 @dataclass
@@ -79,6 +80,7 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions()) -> Iterat
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = opts.decode_threads
         source_fps = float(stream.average_rate or stream.base_rate or 25)
         frames = _selected(container.decode(stream), source_fps, opts)
         for frame in _resampled(frames, opts.fps, source_fps):

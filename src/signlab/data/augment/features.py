@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from signlab.config import FeatureAugmentConfig
 from signlab.data.augment.base import Augmentation, Compose
 from signlab.data.augment.temporal import TemporalMask
 
@@ -35,15 +36,17 @@ class TemporalFeatureMask(TemporalMask):
 
 
 class FeatureAugmentation(Compose):
-    """The ASL seed's feature recipe (``mode='train'``; nothing otherwise)."""
+    """The ASL seed's feature recipe (``mode='train'``; nothing otherwise): any field of
+    :class:`~signlab.config.FeatureAugmentConfig` as a keyword, 0 turning a transform off."""
 
-    def __init__(self, mode: str = "train", dropout: float = 0.1, noise: float = 0.05, temporal_mask: int = 3, p: float = 0.3):
+    def __init__(self, mode: str = "train", **options):
+        c = FeatureAugmentConfig(**options)
         steps: list[Augmentation] = []
         if mode == "train":
-            if dropout:
-                steps.append(FeatureDropout(dropout, p=0.5))
-            if noise:
-                steps.append(FeatureNoise(noise, p=p))
-            if temporal_mask:
-                steps.append(TemporalFeatureMask(1, temporal_mask, p=p))
+            if c.dropout:
+                steps.append(FeatureDropout(c.dropout, p=0.5))
+            if c.noise:
+                steps.append(FeatureNoise(c.noise, p=c.p))
+            if c.temporal_mask:
+                steps.append(TemporalFeatureMask(1, c.temporal_mask, p=c.p))
         super().__init__(steps)

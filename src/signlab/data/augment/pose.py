@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from signlab.config import PoseAugmentConfig
 from signlab.data import pose
 from signlab.data.augment.base import Augmentation, Compose
 from signlab.data.augment.temporal import FrameDropout, FrameShift, TimeWarp
@@ -144,11 +145,14 @@ def _present(x: np.ndarray) -> np.ndarray:
 
 
 class PoseAugmentation(Compose):
-    """The pose recipe of the SignTalk seed (CELL 5), each part optional (0 = off)."""
+    """The pose recipe (after the SignTalk seed's CELL 5): any field of
+    :class:`~signlab.config.PoseAugmentConfig` as a keyword, 0 turning a transform off."""
 
-    def __init__(self, rotation: float = 10.0, scale: float = 0.1, shear: float = 0.05, translation: float = 0.05,
-                 time_warp: float = 0.15, frame_dropout: float = 0.1, temporal_shift: int = 4, noise: float = 0.01,
-                 hand_dropout: int = 6, mirror: bool = False, p: float = 0.5):
+    def __init__(self, **options):
+        c = PoseAugmentConfig(**options)
+        rotation, scale, shear, translation, p = c.rotation, c.scale, c.shear, c.translation, c.p
+        time_warp, frame_dropout, temporal_shift, noise = c.time_warp, c.frame_dropout, c.temporal_shift, c.noise
+        hand_dropout, mirror = c.hand_dropout, c.mirror
         steps: list[Augmentation] = []
         if time_warp:
             steps.append(TimeWarp(time_warp, p=p, present=_present))
