@@ -43,7 +43,7 @@ def test_scan_excludes_bad_rows_with_reasons_and_counts(files, caplog):
     samples = [Sample(id=f"{n}{i}", split="train", features=files / f"{n}.npy", glosses=("A",), source="m.csv", row=i + 2)
                for i, n in enumerate(names)]
     stats = RunningStats(8)
-    result = scan(samples, Preprocessor(8), stats=stats, check=lambda s, t: ("too_short", "x") if s.row == 8 else None)
+    result = scan(samples, Preprocessor(8), stats=stats, check=lambda s, x: ("too_short", "x") if s.row == 8 else None)
     assert [s.id for s in result.samples] == ["good0"]
     assert sorted(e.kind for e in result.excluded) == ["corrupt", "dim", "empty", "missing", "nonfinite", "too_short"]
     assert stats.n[0] == 20  # only the kept clip fed the statistics

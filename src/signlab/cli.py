@@ -192,6 +192,160 @@ def recognize(
         json_out.write_text(json.dumps(result, indent=1))
 
 
+sentence_app = typer.Typer(no_args_is_help=True, help="Sentence translation and retrieval (the SignTalk workflow).")
+app.add_typer(sentence_app, name="sentence")
+Run = Annotated[Path, typer.Argument(help="run folder / sentence model bundle")]
+Backend = Annotated[str, typer.Option(help="encoder backend: torch or onnx (needs `signlab sentence export`)")]
+
+
+@sentence_app.command("train")
+def sentence_train(
+    manifest: Manifests,
+    out: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics, bundle with its embedding bank)")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML config (default: built-in sentence)")] = None,
+    set_: Sets = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in OUT from checkpoints/latest.ckpt")] = False,
+    features_dir: Annotated[Optional[Path], typer.Option()] = None,
+) -> None:
+    """Train the sentence model: SupCon on two views + text decoder + masked frames."""
+    from signlab.config import SentenceConfig, builtin_config, load_config
+    from signlab.training.run import is_launcher_process
+    from signlab.training.sentence import train_sentence
+
+    base = out / "config.yaml" if resume else (config or builtin_config("sentence"))
+    run = train_sentence(manifest, load_config(base, set_ or [], SentenceConfig), out, resume=resume, features_dir=features_dir)
+    if is_launcher_process():
+        _print_sentence_metrics(run / "metrics.json")
+
+
+@sentence_app.command("evaluate")
+def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer.Option()] = "test",
+                      output: Annotated[Optional[Path], typer.Option(help="results JSON (predictions beside it)")] = None,
+                      backend: Backend = "torch", features_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+    """Retrieval (top-1, MRR), engine decisions, alignment and translation (WER, BLEU, exact) on a split."""
+    import json
+
+    from signlab.data.manifest import read_manifests
+    from signlab.inference.engine import InferenceEngine, load_sentence_bundle
+    from signlab.inference.sentence_eval import evaluate_sentence_samples
+
+    rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
+    if not rows:
+        raise SignlabError(f"the manifest has no rows with split {split!r}")
+    bundle = load_sentence_bundle(run)
+    results = evaluate_sentence_samples(bundle, InferenceEngine.load(run, backend), rows, split, output)
+    _console().print_json(json.dumps(results))
+
+
+@sentence_app.command("index")
+def sentence_index(run: Run, manifest: Manifests,
+                   splits: Annotated[str, typer.Option(help="comma-separated splits whose clips go into the bank")] = "train",
+                   calibrate_on: Annotated[Optional[str], typer.Option(help="split to calibrate the thresholds on")] = None,
+                   features_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+    """Rebuild the embedding bank and prototypes from a manifest (and recalibrate the thresholds)."""
+    from signlab.inference.engine import reindex
+
+    info = reindex(run, manifest, splits.split(","), calibrate_on, features_dir)
+    _console().print(info)
+
+
+@sentence_app.command("predict")
+def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(help=".npy or .pose feature files")],
+                     json_out: Annotated[Optional[Path], typer.Option("--json")] = None, backend: Backend = "torch",
+                     topk: Annotated[int, typer.Option()] = 5) -> None:
+    """Retrieve the sentence of each clip, with the accept / reject decision and its reason."""
+    import json
+
+    from signlab.data.features import load_features
+    from signlab.inference.engine import InferenceEngine
+
+    engine = InferenceEngine.load(run, backend)
+    results = {}
+    for path in features:
+        p = engine.predict(load_features(path, engine.prep.dim), topk)
+        results[str(path)] = p.as_dict()
+        _print_prediction(path.name, p)
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=1))
+
+
+@sentence_app.command("export")
+def sentence_export(run: Run, onnx: Annotated[bool, typer.Option("--onnx/--no-onnx")] = True,
+                    torchscript: Annotated[bool, typer.Option("--torchscript/--no-torchscript")] = True) -> None:
+    """Export the encoder (ONNX with dynamic batch and length, TorchScript), checked against PyTorch."""
+    from signlab.export import export_onnx, export_torchscript, onnx_runner, torchscript_runner, verify
+    from signlab.inference.engine import load_sentence_bundle
+
+    model = load_sentence_bundle(run).model
+    out = _console()
+    if onnx:
+        path = export_onnx(model, run / "encoder.onnx")
+        out.print(f"{path}: max difference from PyTorch {verify(model, onnx_runner(path)):.1e} (ONNX Runtime)")
+    if torchscript:
+        path = export_torchscript(model, run / "encoder.ts")
+        out.print(f"{path}: max difference from PyTorch {verify(model, torchscript_runner(path)):.1e}")
+
+
+@sentence_app.command("demo")
+def sentence_demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/sentence_demo")) -> None:
+    """Synthetic sentence corpus -> train -> export ONNX -> evaluate on unseen signers."""
+    from signlab.demo import run_sentence_demo
+
+    run_sentence_demo(out, console=_console())
+
+
+@app.command()
+def translate(
+    video: Annotated[Path, typer.Argument(help="a video file")],
+    model: Annotated[Path, typer.Option(help="sentence model bundle")],
+    json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
+    backend: Backend = "torch",
+) -> None:
+    """The sentence signed in a video: retrieved with a confidence and a decision, and generated."""
+    import json
+
+    from signlab.extract.pipeline import video_features
+    from signlab.extract.video import probe
+    from signlab.inference.engine import InferenceEngine, load_sentence_bundle
+    from signlab.inference.sentence_eval import translate_clips
+
+    probe(video)
+    bundle = load_sentence_bundle(model)
+    engine = InferenceEngine.load(model, backend)
+    vf = video_features(video, bundle.stats.dim, bundle.config.extract)
+    prediction = engine.predict(vf.features)
+    clip = bundle.prep(vf.features, str(video))
+    generated = translate_clips(bundle, [clip])[0]
+    _print_prediction(video.name, prediction)
+    _console().print(f"generated: [bold]{generated}[/]")
+    if json_out is not None:
+        json_out.write_text(json.dumps({"video": str(video), "retrieval": prediction.as_dict(), "generated": generated,
+                                        "frames": vf.frames, "fps": vf.fps}, indent=1))
+
+
+def _print_prediction(name: str, p) -> None:
+    out = _console()
+    verdict = "[green]accepted[/]" if p.accepted else f"[yellow]rejected ({p.reason})[/]"
+    out.print(f"[bold]{name}[/]: {verdict}; {p.text or '-'} (confidence {p.confidence:.0%}, motion {p.motion:.2e})")
+    for c in p.candidates[:5]:
+        dtw = "" if c.dtw_distance is None else f", dtw {c.dtw_distance:.3f}"
+        out.print(f"  {c.rank}. {c.similarity:.3f} (cosine {c.cosine:.3f}{dtw}) {c.text}")
+
+
+def _print_sentence_metrics(path: Path) -> None:
+    import json
+
+    if path.exists():
+        m = json.loads(path.read_text())
+        for split in ("dev", "test"):
+            if split in m:
+                r = m[split]
+                _console().print(
+                    f"{split}: retrieval top-1 {r['retrieval']['top1']:.3f} (MRR {r['retrieval']['mrr']:.3f}); engine "
+                    f"accepts {r['decisions']['accept_rate']:.0%}, {r['decisions']['accepted_accuracy']:.1%} of them right; "
+                    f"translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
+
+
 def _print_metrics(path: Path) -> None:
     import json
 

@@ -22,6 +22,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class _Root(_Section):
+    """A whole config: what is saved as a bundle's config.yaml."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
 class ModelConfig(_Section):
     type: Literal["hybrid", "tcn"] = "hybrid"
     input_dim: int | None = Field(None, description="feature dim; null = taken from the data")
@@ -72,7 +82,7 @@ class DataConfig(_Section):
 class PoseAugmentConfig(_Section):
     """Pose transforms (540-dim input); 0 / false turns one off."""
 
-    rotation: float = Field(5.0, ge=0, description="degrees around each axis")
+    rotation: float | tuple[float, float, float] = Field(5.0, description="degrees around each axis, or [x, y, z]")
     scale: float = Field(0.1, ge=0, lt=1)
     shear: float = Field(0.0, ge=0)
     translation: float = Field(0.02, ge=0, description="shoulder widths")
@@ -134,7 +144,7 @@ class DecodingConfig(_Section):
     phoenix_cleanup: bool = False
 
 
-class Config(_Section):
+class Config(_Root):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data: DataConfig = DataConfig()
@@ -142,11 +152,88 @@ class Config(_Section):
     extract: ExtractConfig = ExtractConfig()
     decoding: DecodingConfig = DecodingConfig()
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+# ----------------------------------------------------------------------------- sentence pipeline
+# Names follow the SignTalk seed's CFG (proj_dim, embed_dim, temperature, sim_threshold...).
+
+
+class SentenceModelConfig(_Section):
+    input_dim: int | None = None
+    proj_dim: int = 160
+    embed_dim: int = 256
+    attn_heads: int = 4
+    encoder_layers: int = 4
+    encoder_ff_dim: int = 512
+    encoder_dropout: float = 0.1
+    decoder_layers: int = 2
+    subsampling: Literal[1, 2, 4, "auto"] = 1
+
+
+class SentenceDataConfig(_Section):
+    seq_len: int = Field(64, ge=1, description="clips are resampled to at most this many frames")
+    split: Literal["manifest", "sentence", "signer"] = Field(
+        "manifest", description="manifest: its train/dev rows; sentence: group split, no sentence in both; signer"
+    )
+    val_split: float = Field(0.15, gt=0, lt=1)
+    motion_floor: float = Field(7.5e-4, ge=0, description="clips moving less on average are left out")
+    instances_per_class: int = Field(2, ge=1, description="clips of each sentence in a training batch (SupCon)")
+    augmentation: bool = True
+    pose_normalization: bool = True
+    cache_gb: float = 2.0
+
+
+class SentenceLossConfig(_Section):
+    temperature: float = 0.07
+    lambda_supcon: float = Field(0.5, ge=0, le=1, description="supcon weight; the text CE gets 1 - lambda")
+    mask_loss_weight: float = 0.2
+    masked_frame_ratio: float = Field(0.15, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class DTWConfig(_Section):
+    enabled: bool = True
+    frames: int = Field(16, ge=2, description="bank and query sequences are resampled to this length")
+    alpha: float = Field(0.65, ge=0, le=1, description="weight of the cosine similarity; DTW gets 1 - alpha")
+    topk: int = Field(5, ge=1)
+
+
+class EngineConfig(_Section):
+    confidence_temperature: float = 0.12
+    sim_threshold: float = 0.58
+    sim_margin: float = 0.10
+    motion_floor: float = 7.5e-4
+    prototype_min_clips: int = 2
+    prototype_slack: float = 0.05
+    calibration: Literal["off", "dev"] = Field("dev", description="choose sim_threshold / sim_margin on the dev clips")
+    target_precision: float = Field(0.95, gt=0, le=1, description="calibration: accepted answers this often right")
+    dtw: DTWConfig = DTWConfig()
+
+
+class SentenceTrainingConfig(TrainingConfig):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = 1e-5
+    scheduler: Literal["warm_restarts", "cosine", "constant"] = "warm_restarts"
+    scheduler_t0: int = Field(40, ge=1, description="epochs of the first cosine cycle")
+    scheduler_tmult: int = Field(1, ge=1)
+    scheduler_eta_min_scale: float = Field(0.2, ge=0, le=1)
+    warmup_epochs: float = 0
+    gradient_clip: float = 1.0
+    accumulate_grad_batches: int = 2
+    early_stopping_patience: int = 40
+    retrieval_eval_every: int = Field(1, ge=1)
+
+
+class SentenceConfig(_Root):
+    model: SentenceModelConfig = SentenceModelConfig()
+    training: SentenceTrainingConfig = SentenceTrainingConfig()
+    data: SentenceDataConfig = SentenceDataConfig()
+    loss: SentenceLossConfig = SentenceLossConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    engine: EngineConfig = EngineConfig()
+    extract: ExtractConfig = ExtractConfig()
+    decoding: DecodingConfig = DecodingConfig(method="attention", beam_size=4, length_penalty=0.8, max_len=64)
 
 
 CTC_METHODS = ("ctc_greedy", "ctc_beam")
@@ -172,8 +259,10 @@ def builtin_config(name: str) -> Path:
     return path
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read ``path`` (or the defaults), apply ``key=value`` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                schema: type[_Root] | None = None):
+    """Read ``path`` (or the defaults), apply ``key=value`` overrides, validate against ``schema``
+    (:class:`Config`, or :class:`SentenceConfig` for the sentence pipeline)."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -188,14 +277,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise SignlabError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     for item in overrides:
         _apply_override(data, item)
-    return parse_config(data, source)
+    return parse_config(data, source, schema or Config)
 
 
-def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+def parse_config(data: dict[str, Any], source: str = "config", schema: type[_Root] | None = None):
+    schema = schema or Config
     try:
-        return Config.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
-        raise SignlabError(f"{source}: " + "; ".join(_explain(e) for e in exc.errors())) from None
+        raise SignlabError(f"{source}: " + "; ".join(_explain(e, schema) for e in exc.errors())) from None
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
@@ -211,11 +301,11 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node[leaf] = yaml.safe_load(raw) if raw.strip() else None
 
 
-def _explain(error: dict[str, Any]) -> str:
+def _explain(error: dict[str, Any], schema: type[BaseModel] | None = None) -> str:
     loc = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         section_path, leaf = error["loc"][:-1], str(error["loc"][-1])
-        model: type[BaseModel] = Config
+        model: type[BaseModel] = schema or Config
         for part in section_path:
             model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
         valid = list(model.model_fields)

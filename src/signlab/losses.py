@@ -1,7 +1,8 @@
-"""Training objectives: joint CTC + attention cross-entropy for gloss recognition."""
+"""Training objectives: joint CTC + attention cross-entropy (gloss recognition), SupCon (sentences)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,3 +34,30 @@ class JointCTCAttentionLoss(nn.Module):
         ce = self.ce(logits.reshape(-1, logits.size(-1)), batch["decoder_target"].reshape(-1))
         return {"loss": self.ctc_weight * ctc + self.ce_weight * ce, "ctc": ctc, "ce": ce}
 
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al., 2020) on unit-length embeddings.
+
+    Every embedding is an anchor; its positives are the others with the same label. The loss of
+    an anchor is minus the mean log-probability of its positives among all other embeddings, and
+    the batch loss averages over anchors that have at least one positive.
+    """
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        n = embeddings.size(0)
+        logits = embeddings @ embeddings.T / self.temperature
+        self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
+        positive = (labels[:, None] == labels[None, :]) & ~self_mask
+        counts = positive.sum(1)
+        has = counts > 0
+        if not has.any():
+            return embeddings.sum() * 0.0  # no pairs in this batch: nothing to pull together
+        per_anchor = -(log_prob.masked_fill(~positive, 0.0)).sum(1)[has] / counts[has]
+        return per_anchor.mean()

@@ -91,3 +91,37 @@ def clean_phoenix_2014t(glosses: str) -> str:
     for pattern, repl in _PHOENIX_RULES:
         s = pattern.sub(repl, s)
     return " ".join(k for k, _ in groupby(s.split()))
+
+
+def retrieval_metrics(queries, labels, gallery=None, gallery_labels=None) -> dict[str, float]:
+    """Sentence retrieval by cosine similarity of unit embeddings.
+
+    Against ``gallery`` (e.g. the training clips) or, without one, leave-one-out among the
+    queries themselves. A query's rank is 1 + the number of gallery clips scoring above its best
+    clip of the right sentence; top-1 and MRR average over queries whose sentence is in the
+    gallery (``n``); ``pos_sim`` / ``neg_sim`` are mean similarities to right / wrong clips.
+    """
+    import numpy as np
+
+    q, labels = np.asarray(queries, np.float32), np.asarray(labels)
+    leave_one_out = gallery is None
+    g = q if leave_one_out else np.asarray(gallery, np.float32)
+    g_labels = labels if leave_one_out else np.asarray(gallery_labels)
+    sims = q @ g.T
+    same = labels[:, None] == g_labels[None, :]
+    if leave_one_out:
+        np.fill_diagonal(sims, -np.inf)
+        np.fill_diagonal(same, False)
+    has = same.any(1)
+    if not has.any():
+        return {"top1": float("nan"), "mrr": float("nan"), "pos_sim": float("nan"), "neg_sim": float("nan"), "n": 0}
+    best_right = np.where(same, sims, -np.inf).max(1)
+    rank = 1 + (sims > best_right[:, None]).sum(1)
+    finite = np.isfinite(sims)
+    return {
+        "top1": float((rank[has] == 1).mean()),
+        "mrr": float((1.0 / rank[has]).mean()),
+        "pos_sim": float(sims[same & finite].mean()),
+        "neg_sim": float(sims[~same & finite].mean()) if (~same & finite).any() else float("nan"),
+        "n": int(has.sum()),
+    }

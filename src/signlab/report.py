@@ -1,4 +1,4 @@
-"""Plots people would rather look at than read: training curves from ``metrics.jsonl``."""
+"""Plots people would rather look at than read, and tables: training curves from ``metrics.jsonl``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,27 @@ PANELS = (
     ("CTC blank ratio", ("train_blank_ratio", "dev_blank_ratio")),
     ("learning rate", ("lr",)),
 )
+
+
+SENTENCE_PANELS = (
+    ("loss", ("train_loss", "train_supcon", "train_ce", "train_mask", "val_ce")),
+    ("alignment (dev)", ("val_inst_top1", "val_pos_sim", "val_neg_sim")),
+    ("retrieval (dev)", ("val_ret_top1", "val_ret_mrr")),
+    ("learning rate", ("lr",)),
+)
+
+
+def write_history_csv(metrics: str | Path, out: str | Path) -> Path:
+    """The epoch lines of ``metrics.jsonl`` as a CSV table (the seed's training_history.csv)."""
+    import csv
+
+    epochs = [r for r in read_jsonl(metrics) if r.get("kind") == "epoch"]
+    columns = sorted({k for r in epochs for k in r} - {"kind"}, key=lambda k: (k not in ("epoch", "step"), k))
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: r.get(k) for k in columns} for r in epochs)
+    return Path(out)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -35,6 +35,7 @@ ADVICE = {
     "no_text": "add the text or drop the row",
     "too_short": "the clip has fewer frames than its glosses need for CTC: check the row's "
     "glosses, or lower model.subsampling",
+    "low_motion": "the clip hardly moves (a still or failed recording); lower data.motion_floor to keep it",
 }
 
 
@@ -128,7 +129,7 @@ def scan(
     samples: Sequence[Sample],
     prep: Preprocessor,
     *,
-    check: Callable[[Sample, int], tuple[str, str] | None] | None = None,
+    check: Callable[[Sample, np.ndarray], tuple[str, str] | None] | None = None,
     stats: RunningStats | None = None,
     cache_bytes: int = 2 << 30,
     desc: str = "scanning features",
@@ -136,8 +137,8 @@ def scan(
     """Load and validate every file once, feeding ``stats`` (train split) on the way, and
     keep the preprocessed arrays in memory if they fit in ``cache_bytes``.
 
-    ``check(sample, frames)`` may exclude a readable row (no glosses, too short for CTC...) by
-    returning ``(kind, message)``.
+    ``check(sample, features)`` may exclude a readable row (no glosses, too short for CTC, not
+    moving...) by returning ``(kind, message)``; it sees the preprocessed features.
     """
     kept, lengths, arrays, excluded = [], [], [], []
     total = 0
@@ -147,7 +148,7 @@ def scan(
         except FeatureError as exc:
             excluded.append(Exclusion(s, exc.kind, str(exc)))
             continue
-        problem = check(s, len(arr)) if check else None
+        problem = check(s, arr) if check else None
         if problem:
             excluded.append(Exclusion(s, *problem))
             continue

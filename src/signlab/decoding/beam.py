@@ -100,7 +100,7 @@ def beam_search(
                 finished[i].append(Hypothesis(seq, top_list[r][j], top_list[r][j] / length_penalty(len(seq) + 1, alpha)))
         scores = top.gather(1, pick)
         tokens = torch.cat([tokens[new_rows], new_label[:, None]], 1)
-        state = state.select(new_rows)
+        state = state.select(new_rows, same_memory=True)  # beams move only within their own sample
         if joint:
             scorer = scorer.advance(new_rows, column.gather(1, pick).reshape(-1), ctc, ctc_r, new_label)
         step += 1

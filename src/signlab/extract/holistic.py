@@ -74,9 +74,14 @@ class HolisticExtractor:
 
 
 def clip_statistics(features: np.ndarray) -> dict[str, float]:
-    """Per-video numbers the SignTalk seed filters and reports on (from the 540-dim features)."""
+    """Per-video numbers the SignTalk seed filters and reports on (from the 540-dim features).
+
+    Motion is measured in body units (shoulder widths per frame), so it does not depend on how
+    far the signer stands from the camera.
+    """
     parts = pose.part_mask(features)
-    motion = pose.motion_energy(features)
+    body = pose.normalize_body(features)
+    motion = pose.motion_energy(features if body is None else body)
     vis = features[:, pose.VISIBILITY_COLUMNS][parts[:, 0]]
     return {
         "num_frames": len(features),

@@ -109,7 +109,7 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
     """WER, edit counts and blank ratio of ``recognizer`` on ``samples``; see :func:`evaluate`."""
     cleanup = recognizer.config.decoding.phoenix_cleanup if phoenix_cleanup is None else phoenix_cleanup
 
-    def check(sample, frames):
+    def check(sample, features):
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
     result = scan(samples, recognizer.prep, check=check, cache_bytes=0, desc=f"scanning {split}")

@@ -157,18 +157,21 @@ class DecoderState:
     self_kv: list[tuple[Tensor, Tensor]] | None = None  # per layer, grows by one position a step
     length: int = 0
 
-    def select(self, index: Tensor) -> DecoderState:
-        """Keep / reorder / repeat batch entries (beam search)."""
+    def select(self, index: Tensor, same_memory: bool = False) -> DecoderState:
+        """Keep / reorder / repeat batch entries (beam search). ``same_memory``: every new row reads
+        the same encoder output as its old one (beams reordered within their sample), so the
+        cross-attention keys and values are kept as they are instead of copied."""
 
         def pick(kv: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
             return kv[0].index_select(0, index), kv[1].index_select(0, index)
 
-        return DecoderState(
-            [pick(kv) for kv in self.memory_kv],
-            None if self.memory_mask is None else self.memory_mask.index_select(0, index),
-            None if self.self_kv is None else [pick(kv) for kv in self.self_kv],
-            self.length,
-        )
+        if same_memory:
+            memory_kv, memory_mask = self.memory_kv, self.memory_mask
+        else:
+            memory_kv = [pick(kv) for kv in self.memory_kv]
+            memory_mask = None if self.memory_mask is None else self.memory_mask.index_select(0, index)
+        return DecoderState(memory_kv, memory_mask, None if self.self_kv is None else [pick(kv) for kv in self.self_kv],
+                            self.length)
 
 
 class TransformerDecoder(nn.Module):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from signlab.config import Config
@@ -86,7 +87,8 @@ def prepare_gloss_data(
     prep = Preprocessor(dim, cfg.data.pose_normalization)
     factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
 
-    def check(sample: Sample, frames: int) -> tuple[str, str] | None:
+    def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+        frames = len(features)
         if not sample.glosses:
             return "no_glosses", f"{sample.where}: the glosses column is empty"
         need, have = ctc_min_frames(sample.glosses), subsampled_lengths(min(frames, max_frames), factor)

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from signlab.config import Config
+from signlab.config import Config, TrainingConfig
 from signlab.data.augment import AugmentedDataset
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
@@ -43,6 +43,43 @@ def is_launcher_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
+def check_run_dir(out: Path, resume: bool) -> Path:
+    """The checkpoint to resume from (or a new run's path for it); refuses to overwrite a run."""
+    latest = out / "checkpoints" / "latest.ckpt"
+    if resume and not latest.is_file():
+        raise SignlabError(f"nothing to resume in {out}: {latest} not found")
+    if not resume and is_launcher_process() and (latest.exists() or (out / "model.safetensors").exists()):
+        raise SignlabError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+    return latest
+
+
+def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+    """Lightning trainer with signlab's callbacks: checkpoints ``best`` (by ``monitor``) and
+    ``latest`` written atomically, metrics.jsonl, early stopping, a compact progress bar."""
+    best = ModelCheckpoint(out / "checkpoints", "best", monitor=monitor, mode=mode, enable_version_counter=False)
+    last = ModelCheckpoint(out / "checkpoints", "latest", enable_version_counter=False, save_on_train_epoch_end=True)
+    callbacks: list[L.Callback] = [best, last, JsonlMetrics(out / "metrics.jsonl", t.log_every_n_steps)]
+    if progress:
+        callbacks.append(CompactProgressBar(leave=False))
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor, patience=t.early_stopping_patience, mode=mode, check_on_train_epoch_end=False))
+    trainer = L.Trainer(
+        max_epochs=t.epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip,
+        accumulate_grad_batches=t.accumulate_grad_batches, callbacks=callbacks, logger=False,
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, default_root_dir=out,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
+    )
+    return trainer, best
+
+
+def load_best(module: L.LightningModule, best: ModelCheckpoint, latest: Path) -> int:
+    """Put the best checkpoint's weights into ``module``; returns that checkpoint's epoch."""
+    checkpoint = torch.load(best.best_model_path or str(latest), map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    return checkpoint["epoch"]
+
+
 def train(
     manifests: Sequence[str | Path],
     cfg: Config,
@@ -54,13 +91,8 @@ def train(
 ) -> Path:
     """Train a gloss recogniser; returns the run folder (a loadable bundle once done)."""
     out = Path(out)
-    latest = out / "checkpoints" / "latest.ckpt"
+    latest = check_run_dir(out, resume)
     primary = is_launcher_process()
-    if resume and not latest.is_file():
-        raise SignlabError(f"nothing to resume in {out}: {latest} not found")
-    if not resume and primary and (latest.exists() or (out / "model.safetensors").exists()):
-        raise SignlabError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
-
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     samples = read_manifests(manifests, features_dir)
     vocab, stats = (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
@@ -74,20 +106,7 @@ def train(
         data.write_exclusions(out / "excluded.csv")
 
     t = cfg.training
-    best = ModelCheckpoint(out / "checkpoints", "best", monitor="dev_wer", mode="min", enable_version_counter=False)
-    last = ModelCheckpoint(out / "checkpoints", "latest", enable_version_counter=False, save_on_train_epoch_end=True)
-    callbacks: list[L.Callback] = [best, last, JsonlMetrics(out / "metrics.jsonl", t.log_every_n_steps)]
-    if progress:
-        callbacks.append(CompactProgressBar(leave=False))
-    if t.early_stopping_patience:
-        callbacks.append(EarlyStopping("dev_wer", patience=t.early_stopping_patience, mode="min", check_on_train_epoch_end=False))
-    trainer = L.Trainer(
-        max_epochs=t.epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip,
-        accumulate_grad_batches=t.accumulate_grad_batches, callbacks=callbacks, logger=False,
-        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, default_root_dir=out,
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
-    )
+    trainer, best = make_trainer(t, out, "dev_wer", "min", progress)
     module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim, data.stats)
     started = time.time()
     augment = None
@@ -98,11 +117,8 @@ def train(
     if not trainer.is_global_zero:
         return out
 
-    chosen = best.best_model_path or str(latest)
-    checkpoint = torch.load(chosen, map_location="cpu", weights_only=True)
-    module.load_state_dict(checkpoint["state_dict"])
     metrics = {
-        "model": cfg.model.type, "best_epoch": checkpoint["epoch"], "epochs": trainer.current_epoch,
+        "model": cfg.model.type, "best_epoch": load_best(module, best, latest), "epochs": trainer.current_epoch,
         "train_time_s": round(time.time() - started, 1),
         "parameters": sum(p.numel() for p in module.model.parameters()),
     }

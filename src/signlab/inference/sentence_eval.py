@@ -1,0 +1,94 @@
+"""Evaluating a sentence model on manifest rows: retrieval, alignment, decisions, translation."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from signlab.data.dataset import resample_frames
+from signlab.data.features import load_features, report_exclusions, scan
+from signlab.data.manifest import Sample
+from signlab.data.sentence import sentence_key, variations
+from signlab.decoding.beam import beam_search
+from signlab.errors import SignlabError
+from signlab.inference.engine import InferenceEngine, SentenceBundle, encode_clips
+from signlab.metrics import bleu, retrieval_metrics, word_error_rate
+from signlab.vocab import tokenize_words
+
+
+@torch.no_grad()
+def translate_clips(bundle: SentenceBundle, clips: Sequence[np.ndarray], batch_size: int = 32) -> list[str]:
+    """Text for each preprocessed clip: batched, cached beam search with the bundle's decoding options."""
+    model, opts, out = bundle.model, bundle.config.decoding, []
+    device = next(model.parameters()).device
+    for start in range(0, len(clips), batch_size):
+        chunk = [resample_frames(c, bundle.config.data.seq_len) for c in clips[start : start + batch_size]]
+        lengths = torch.tensor([len(c) for c in chunk])
+        x = torch.zeros(len(chunk), int(lengths.max()), chunk[0].shape[1])
+        for i, c in enumerate(chunk):
+            x[i, : len(c)] = torch.from_numpy(c)
+        enc = model.encode(x.to(device), lengths.to(device))
+        text_limit = torch.full_like(enc.lengths, opts.max_len)  # words are not tied to frames, unlike glosses
+        nbest = beam_search(model.decoder, enc.context, enc.padding_mask, text_limit, opts.beam_size, opts.max_len,
+                            opts.length_penalty)
+        out += [" ".join(bundle.vocab.decode(h[0].tokens)) if h else "" for h in nbest]
+    return out
+
+
+def normalised(text: str) -> str:
+    return " ".join(tokenize_words(text))
+
+
+def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, samples: Sequence[Sample], split: str,
+                              output: str | Path | None = None) -> dict[str, Any]:
+    prep, cfg = bundle.prep, bundle.config
+    result = scan(samples, prep, check=lambda s, x: None if s.text else ("no_text", f"{s.where}: no text"),
+                  desc=f"scanning {split}")
+    report_exclusions(result.excluded, split, len(samples))
+    if not result.samples:
+        raise SignlabError(f"no usable {split} rows to evaluate")
+    clips = result.arrays if result.arrays is not None else [prep(load_features(s.features, prep.dim), s.where)
+                                                            for s in result.samples]
+    truths = [sentence_key(s) for s in result.samples]
+    keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}
+    emb, _ = encode_clips(engine.encoder, clips, cfg.data.seq_len, cfg.engine.dtw.frames, engine.subsampling)
+    retrieval = retrieval_metrics(emb, np.array([keys[t] for t in truths]), bundle.bank.embeddings,
+                                  np.array([keys[k] for k in bundle.bank.sentences.tolist()]))
+    halves = [(c[0::2], c[1::2]) if len(c) >= 4 else (c, c) for c in clips]
+    a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
+    b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
+    sims = a @ b.T
+    off = sims - 2 * np.eye(len(sims))
+    alignment = {"inst_top1": float((sims.argmax(1) == np.arange(len(sims))).mean()),
+                 "pos_sim": float(np.diag(sims).mean()), "neg_sim": float(off.max(1).mean()) if len(sims) > 1 else 0.0}
+    preds = [engine.decide(*engine.score(c), motion=engine.motion(c)) for c in clips]
+    accepted = [p.sentence == t for p, t in zip(preds, truths) if p.accepted]
+    decisions = {
+        "engine_top1": float(np.mean([p.sentence == t for p, t in zip(preds, truths)])),
+        "accept_rate": len(accepted) / len(preds),
+        "accepted_accuracy": float(np.mean(accepted)) if accepted else float("nan"),
+        "reasons": dict(Counter(p.reason for p in preds)),
+    }
+    hyps = translate_clips(bundle, clips)
+    refs = [normalised(s.text) for s in result.samples]
+    accept_any = [any(normalised(v) == h for v in variations(s)) for s, h in zip(result.samples, hyps)]
+    translation = {"wer": word_error_rate(refs, hyps).wer, "bleu": bleu(refs, hyps), "exact": float(np.mean(accept_any))}
+    results = {"split": split, "n": len(result.samples), "excluded": len(result.excluded), "retrieval": retrieval,
+               "alignment": alignment, "decisions": decisions, "translation": translation,
+               "decoding": cfg.decoding.model_dump()}
+    if output is not None:
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.with_name(output.stem + ".predictions.jsonl").open("w") as f:
+            for s, p, h in zip(result.samples, preds, hyps):
+                f.write(json.dumps({"id": s.id, "sentence": sentence_key(s), "text": s.text, "retrieved": p.sentence,
+                                    "accepted": p.accepted, "reason": p.reason, "confidence": p.confidence,
+                                    "translation": h}) + "\n")
+        output.write_text(json.dumps(results, indent=1))
+    return results

@@ -1,0 +1,217 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from signlab.config import EngineConfig, SentenceConfig, SentenceModelConfig, load_config
+from signlab.data.features import Preprocessor
+from signlab.data.manifest import Sample, read_manifest
+from signlab.data.sentence import ClassBalancedSampler, sentence_key, split_by_sentence, split_by_signer, variations
+from signlab.data.synthetic import CorpusSpec, generate_corpus
+from signlab.errors import SignlabError
+from signlab.export import export_onnx, onnx_runner, verify
+from signlab.inference.engine import EmbeddingBank, InferenceEngine, Prototypes, TorchEncoder, calibrate, encode_clips
+from signlab.losses import SupConLoss
+from signlab.metrics import retrieval_metrics
+from signlab.models.sentence import SignTranslationModel
+from tests.conftest import run_cli
+
+SMALL = SentenceModelConfig(proj_dim=32, embed_dim=32, attn_heads=2, encoder_layers=1, encoder_ff_dim=64, decoder_layers=1)
+TINY = ["model.proj_dim=32", "model.embed_dim=32", "model.attn_heads=2", "model.encoder_layers=1",
+        "model.encoder_ff_dim=64", "model.decoder_layers=1", "training.epochs=3", "training.batch_size=8",
+        "training.lr=1e-3", "training.accelerator=cpu", "training.scheduler_t0=3", "training.accumulate_grad_batches=1",
+        "data.seq_len=32"]
+
+
+def rows(pattern: list[tuple[str, str]]) -> list[Sample]:
+    """(sentence_id, signer) per clip."""
+    return [Sample(id=f"c{i}", split="train", features=None, text=f"sentence {sid}", signer=signer,
+                   extra={"sentence_id": sid}) for i, (sid, signer) in enumerate(pattern)]
+
+
+def test_split_by_sentence_keeps_every_sentence_on_one_side_and_singletons_in_train():
+    samples = rows([(str(i % 12), f"s{i % 3}") for i in range(40)] + [("lonely", "s0")])
+    train, val = split_by_sentence(samples, 0.2, seed=3)
+    assert {sentence_key(s) for s in train}.isdisjoint({sentence_key(s) for s in val})
+    assert "lonely" in {sentence_key(s) for s in train} and len(train) + len(val) == 41
+    assert 0.1 < len(val) / 41 < 0.4
+    assert split_by_sentence(samples, 0.2, seed=3) == (train, val)  # reproducible
+
+
+def test_split_by_signer_holds_out_whole_signers():
+    samples = rows([(str(i % 5), f"s{i % 4}") for i in range(40)])
+    train, val = split_by_signer(samples, 0.25, seed=0)
+    assert val and {s.signer for s in train}.isdisjoint({s.signer for s in val})
+    with pytest.raises(SignlabError, match="at least two signers"):
+        split_by_signer(rows([("1", "only")] * 3), 0.2, 0)
+
+
+def test_sentence_key_and_text_variations():
+    s = Sample(id="a", split="train", features=None, text="Hello there.",
+               extra={"text_variations": '["Hi there.", "Hello there."]'})
+    assert sentence_key(s) == "hello there." and variations(s) == ["Hello there.", "Hi there."]
+    bad = Sample(id="b", split="train", features=None, text="x", source="m.csv", row=7, extra={"text_variations": "[oops"})
+    with pytest.raises(SignlabError, match="m.csv:7"):
+        variations(bad)
+
+
+def test_sampler_batches_hold_k_clips_of_each_chosen_sentence():
+    labels = [i % 10 for i in range(60)] + [10]  # sentence 10 has a single clip
+    sampler = ClassBalancedSampler(labels, batch_size=8, k=2, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 60 // 8
+    for b in batches:
+        chosen = [labels[i] for i in b]
+        assert len(b) == 8 and all(chosen.count(c) == 2 for c in set(chosen)) and len(set(chosen)) == 4
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    ranks = [list(ClassBalancedSampler(labels, 8, 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 4
+    with pytest.raises(SignlabError, match="multiple"):
+        ClassBalancedSampler(labels, 7, 2)
+
+
+def test_supcon_matches_a_direct_computation():
+    torch.manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    labels = torch.tensor([0, 1, 0, 2, 1, 3])  # label 2 and 3 have no positive
+    t = 0.5
+    losses = []
+    for i in range(6):
+        others = [j for j in range(6) if j != i]
+        positives = [j for j in others if labels[j] == labels[i]]
+        if not positives:
+            continue
+        denom = sum(math.exp(float(emb[i] @ emb[j]) / t) for j in others)
+        losses.append(-sum(math.log(math.exp(float(emb[i] @ emb[p]) / t) / denom) for p in positives) / len(positives))
+    assert SupConLoss(t)(emb, labels).item() == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+    assert SupConLoss(t)(emb[:2], torch.tensor([0, 1])).item() == 0.0  # nothing to pull together
+
+
+def test_padded_and_unpadded_clips_give_the_same_embedding():
+    torch.manual_seed(0)
+    model = SignTranslationModel(540, 20, SMALL).eval()
+    clip = torch.randn(1, 17, 540)
+    batch = torch.cat([torch.cat([clip, torch.randn(1, 13, 540) * 9], 1), torch.randn(1, 30, 540)])
+    with torch.no_grad():
+        alone = model.encode(clip, torch.tensor([17]))
+        padded = model.encode(batch, torch.tensor([17, 30]))
+    torch.testing.assert_close(padded.embedding[0], alone.embedding[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded.projected[0, :17], alone.projected[0], atol=1e-5, rtol=1e-5)
+    assert torch.allclose(alone.embedding.norm(dim=-1), torch.ones(1))
+
+
+def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path):
+    torch.manual_seed(1)
+    model = SignTranslationModel(540, 20, SMALL).eval()
+    path = export_onnx(model, tmp_path / "encoder.onnx")
+    assert verify(model, onnx_runner(path), atol=1e-4) < 1e-4  # batches 1-3, 5-91 frames; exported with 2 x 64
+
+
+def test_retrieval_metrics_on_a_small_case():
+    q = np.array([[1, 0, 0], [1, 0.05, 0], [0, 0, 1]], np.float32)
+    gallery = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 0, 1]], np.float32)
+    r = retrieval_metrics(q, np.array([0, 1, 2]), gallery, np.array([0, 1, 2]))
+    assert r["n"] == 3 and r["top1"] == pytest.approx(2 / 3)  # query 1's best is clip 0 (sentence 0)
+    assert r["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
+    loo = retrieval_metrics(np.array([[1, 0], [1, 0.1], [0, 1]], np.float32), np.array([5, 5, 6]))
+    assert loo["n"] == 2 and loo["top1"] == 1.0  # the lone sentence-6 clip is not scored
+
+
+@pytest.fixture
+def engine_parts():
+    torch.manual_seed(2)
+    model = SignTranslationModel(540, 20, SMALL).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
+    encoder = TorchEncoder(model)
+    emb, seq = encode_clips(encoder, clips, 32, 8)
+    bank = EmbeddingBank(emb, seq, np.array(["a", "a", "b", "b", "c", "c"]), np.array(["A", "A", "B", "B", "C", "C"]),
+                         np.array([f"k{i}" for i in range(6)]))
+    return encoder, bank, clips
+
+
+def test_engine_rejects_a_motionless_clip_with_low_motion(engine_parts):
+    encoder, bank, clips = engine_parts
+    engine = InferenceEngine(encoder, Preprocessor(540, pose_normalize=False), bank, bank.prototypes(), EngineConfig(), 32)
+    still = np.repeat(clips[0][:1], 30, axis=0)
+    p = engine.predict(still)
+    assert not p.accepted and p.reason == "low_motion" and p.motion == 0.0
+    moving = engine.predict(clips[2])
+    assert moving.reason != "low_motion" and moving.candidates[0].clip_id == "k2"  # a bank clip finds itself
+    assert moving.candidates[0].dtw_distance == pytest.approx(0.0, abs=1e-3)
+
+
+def test_engine_decisions_and_their_reasons(engine_parts):
+    encoder, bank, clips = engine_parts
+    cfg = EngineConfig(motion_floor=0.0, dtw={"enabled": False})
+    engine = InferenceEngine(encoder, Preprocessor(540, pose_normalize=False), bank, bank.prototypes(), cfg, 32)
+    cands, emb = engine.score(clips[0])
+    assert engine.decide(cands, emb, 1.0, threshold=2.0).reason == "low_similarity"
+    assert engine.decide(cands, emb, 1.0, threshold=-1.0, margin=5.0).reason == "ambiguous_top2"
+    ok = engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0)
+    assert ok.sentence == "a" and ok.reason in ("ok", "prototype_disagreement") and 0 < ok.confidence <= 1
+    two_clips_one_sentence = [c for c in cands if c.sentence == "a"]
+    assert len(two_clips_one_sentence) == 2  # the margin is to the best *other* sentence, not to clip k1
+    t, m, info = calibrate(engine, clips, ["a", "a", "b", "b", "c", "c"], target_precision=0.9)
+    assert info["precision"] >= 0.9 and info["coverage"] > 0
+    with pytest.raises(SignlabError, match="empty"):
+        InferenceEngine(encoder, Preprocessor(540), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
+                        Prototypes(np.array([]), np.zeros((0, 32)), np.array([])), cfg, 32)
+
+
+@pytest.fixture(scope="module")
+def sentence_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sentences")
+    return generate_corpus(out, CorpusSpec(train_signers=3, dev_signers=1, test_signers=1, clips_per_signer=8, sentence_pool=8,
+                                           seed=4))
+
+
+@pytest.mark.slow
+def test_sentence_pipeline_end_to_end(sentence_corpus, tmp_path):
+    run = tmp_path / "run"
+    sets = [a for o in TINY for a in ("--set", o)]
+    r = run_cli("sentence", "train", "-m", str(sentence_corpus), "--out", str(run), *sets)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("config.yaml", "vocab.json", "stats.npz", "model.safetensors", "bank.npz", "prototypes.npz", "metrics.json",
+                 "curves.png", "training_history.csv", "checkpoints/best.ckpt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"retrieval", "decisions", "alignment", "translation"} <= set(metrics["test"])
+    assert "calibration" in metrics and metrics["test"]["n"] == 8
+
+    r = run_cli("sentence", "export", str(run))
+    assert r.returncode == 0 and "ONNX Runtime" in r.stdout, r.stderr[-2000:]
+    test = [s for s in read_manifest(sentence_corpus) if s.split == "test"]
+    r = run_cli("sentence", "predict", str(run), str(test[0].features), "--backend", "onnx", "--json", str(tmp_path / "p.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    onnx_p = json.loads((tmp_path / "p.json").read_text())[str(test[0].features)]
+    torch_p = InferenceEngine.load(run, "torch").predict(np.load(test[0].features))
+    assert onnx_p["sentence"] == torch_p.sentence and onnx_p["reason"] == torch_p.reason
+    assert onnx_p["candidates"][0]["similarity"] == pytest.approx(torch_p.candidates[0].similarity, abs=1e-4)
+
+    r = run_cli("sentence", "evaluate", str(run), "-m", str(sentence_corpus), "--output", str(tmp_path / "e.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((tmp_path / "e.predictions.jsonl").read_text().splitlines()) == 8
+    r = run_cli("sentence", "index", str(run), "-m", str(sentence_corpus), "--splits", "train,dev", "--calibrate-on", "test")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(EmbeddingBank.load(run / "bank.npz")) == 32  # 3 train + 1 dev signer x 8 clips
+    r = run_cli("recognize", str(test[0].features), "--model", str(run))
+    assert r.returncode == 2  # not a video, whatever the model
+
+
+def test_sentence_config_and_split_errors(sentence_corpus):
+    from signlab.training.sentence import prepare_sentence_data
+
+    cfg = load_config(None, TINY, SentenceConfig)
+    samples = read_manifest(sentence_corpus)
+    data = prepare_sentence_data(samples, cfg)
+    assert data.dev_against_train and data.config.model.input_dim == 540
+    with pytest.raises(SignlabError, match="no dev rows"):
+        prepare_sentence_data([s for s in samples if s.split != "dev"], cfg)
+    grouped = prepare_sentence_data([s for s in samples if s.split != "dev"], cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": "sentence"})}))
+    assert not grouped.dev_against_train  # unseen sentences: retrieval among the dev clips themselves
+    with pytest.raises(SignlabError, match="unknown key 'model.proj'"):
+        load_config(None, ["model.proj=3"], SentenceConfig)
