@@ -176,8 +176,8 @@ def main() -> None:
         table.add_column(col, justify="left" if col == "transform" else "right")
     ref_total = ours_total = 0.0
     for name, aug, ref in PAIRS:
-        ours = best_of(lambda r: aug.apply(clip, r), args.repeats)
-        theirs = best_of(lambda r: ref(clip, r), args.repeats)
+        ours = best_of(lambda r, aug=aug: aug.apply(clip, r), args.repeats)
+        theirs = best_of(lambda r, ref=ref: ref(clip, r), args.repeats)
         if name in MEDIUM:
             ref_total, ours_total = ref_total + theirs, ours_total + ours
         table.add_row(name, f"{1000 * theirs:.0f}", f"{1000 * ours:.0f}", f"{theirs / ours:.1f}x")

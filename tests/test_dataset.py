@@ -24,7 +24,7 @@ def test_items_carry_ctc_and_decoder_targets(dataset):
     assert item["decoder_input"].tolist() == [SOS, *ids] and item["decoder_target"].tolist() == [*ids, EOS]
     assert item["features"].shape == (12, 4) and item["features"].dtype == torch.float32
     assert dataset[2]["features"].shape == (20, 4) and dataset.lengths == [7, 12, 20]  # resampled to max_frames
-    np.testing.assert_array_equal(dataset[0]["features"].numpy(), dataset.arrays[0])  # not standardised here
+    np.testing.assert_array_equal(dataset[0]["features"].numpy(), dataset.scan.arrays[0])  # not standardised here
 
 
 def test_collate_pads_and_masks(dataset):

@@ -15,7 +15,7 @@ from signlab.extract.i3d import I3D, I3DExtractor, load_i3d_weights, window_star
 from signlab.extract.pipeline import video_features
 from signlab.extract.pose_files import BODY_NAMES, read_pose_file
 from signlab.extract.runner import ExtractionJob, plan, run_extraction
-from signlab.extract.video import VideoError, VideoOptions, iter_frames, probe, read_video
+from signlab.extract.video import VideoError, VideoOptions, probe, read_video
 from tests.conftest import REAL_DATA, needs_real_data, run_cli
 
 
@@ -276,4 +276,4 @@ def test_cli_extract_and_recognize(videos, tmp_path, tiny_corpus, tiny_config):
         assert r.returncode == 0, r.stderr
         result = json.loads((tmp_path / "r.json").read_text())
         assert result["fps"] == 10 and result["frames"] == 8 and isinstance(result["glosses"], list)
-        assert {"extract", "model"} <= set(result["timing_s"]) and "glosses (attention)" in r.stdout
+        assert {"extract", "model"} <= set(result["timing_s"]) and "glosses (joint)" in r.stdout

@@ -215,3 +215,14 @@ def test_sentence_config_and_split_errors(sentence_corpus):
     assert not grouped.dev_against_train  # unseen sentences: retrieval among the dev clips themselves
     with pytest.raises(SignlabError, match="unknown key 'model.proj'"):
         load_config(None, ["model.proj=3"], SentenceConfig)
+
+
+@pytest.mark.slow
+def test_sentence_training_with_two_ddp_processes(sentence_corpus, tmp_path):
+    sets = [a for o in TINY for a in ("--set", o)]
+    r = run_cli("sentence", "train", "-m", str(sentence_corpus), "--out", str(tmp_path / "ddp"), *sets,
+                "--set", "training.devices=2", "--set", "training.strategy=ddp", "--set", "training.epochs=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    epochs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"epoch", "epoch"' in x]
+    assert epochs and epochs[0]["val_ret_mrr"] is not None
+    assert (tmp_path / "ddp" / "bank.npz").is_file()

@@ -41,7 +41,7 @@ def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
     assert {"train_loss", "dev_wer", "dev_blank_ratio", "lr"} <= set(epochs[-1]) and any(r["kind"] == "step" for r in epochs)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == "attention"
+    assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == "joint"
 
     results = evaluate(run, [tiny_corpus], "test", output=tmp_path / "results.json")
     assert results["wer"] == pytest.approx(metrics["test"]["wer"])  # the saved bundle is the trained model
@@ -133,7 +133,7 @@ def test_setup_errors_name_the_fix(tiny_corpus, tiny_config, tmp_path):
 def test_collapse_warning_when_blank_dominates_after_warmup(tiny_corpus, tiny_config, caplog):
     cfg = tiny_config("training.warmup_epochs=0")
     data = prepare_gloss_data(read_manifest(tiny_corpus), cfg)
-    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim, data.stats)
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
     with torch.no_grad():
         module.model.ctc_head.bias[BLANK] = 100.0  # a collapsed CTC head
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

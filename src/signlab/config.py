@@ -136,7 +136,7 @@ class ExtractConfig(_Section):
 
 
 class DecodingConfig(_Section):
-    method: Literal["ctc_greedy", "ctc_beam", "attention", "joint", "rescore"] = "attention"
+    method: Literal["ctc_greedy", "ctc_beam", "attention", "joint", "rescore"] = "joint"
     beam_size: int = Field(4, ge=1)
     ctc_weight: float = Field(0.3, ge=0, le=1, description="joint / rescore: weight of the CTC score")
     length_penalty: float = Field(0.0, ge=0, description="GNMT alpha; 0 = none")

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from signlab.data.features import Preprocessor, ScanResult, load_features
+from signlab.data.features import Preprocessor, ScanResult
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
 
 def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
@@ -29,23 +29,17 @@ class GlossDataset(Dataset):
     """
 
     def __init__(self, scan: ScanResult, prep: Preprocessor, vocab: Vocabulary, max_frames: int):
-        self.samples, self.arrays = scan.samples, scan.arrays
+        self.scan, self.samples = scan, scan.samples
         self.lengths = [min(n, max_frames) for n in scan.lengths]
         self.prep, self.vocab, self.max_frames = prep, vocab, max_frames
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def features(self, index: int) -> np.ndarray:
-        if self.arrays is not None:
-            return self.arrays[index]
-        s = self.samples[index]
-        return self.prep(load_features(s.features, self.prep.dim), s.where)
-
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         ids = self.vocab.encode(sample.glosses)
-        x = resample_frames(self.features(index), self.max_frames)
+        x = resample_frames(self.scan.features(index, self.prep), self.max_frames)
         return {
             "id": sample.id,
             "glosses": " ".join(sample.glosses),
@@ -136,3 +130,10 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         if self.pad_replicas:
             return math.ceil(n / self.num_replicas)
         return len(range(self.rank, n, self.num_replicas))
+
+
+def eval_loader(scan: ScanResult, prep: Preprocessor, vocab: Vocabulary, max_frames: int, batch_size: int) -> DataLoader:
+    """Batches of similar length, in a fixed order, for decoding a whole split."""
+    ds = GlossDataset(scan, prep, vocab, max_frames)
+    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=False, pad_replicas=False)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn)

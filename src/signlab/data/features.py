@@ -123,6 +123,16 @@ class ScanResult:
     arrays: list[np.ndarray] | None
     excluded: list[Exclusion] = field(default_factory=list)
 
+    def features(self, index: int, prep: Preprocessor) -> np.ndarray:
+        """Preprocessed features of sample ``index``: from memory, or read again."""
+        if self.arrays is not None:
+            return self.arrays[index]
+        s = self.samples[index]
+        return prep(load_features(s.features, prep.dim), s.where)
+
+    def all_features(self, prep: Preprocessor) -> list[np.ndarray]:
+        return self.arrays if self.arrays is not None else [self.features(i, prep) for i in range(len(self.samples))]
+
 
 
 def scan(

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from signlab.data.augment import Augmentation
 from signlab.data.dataset import resample_frames
-from signlab.data.features import Preprocessor, ScanResult, load_features
+from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
 from signlab.errors import SignlabError
 from signlab.vocab import EOS, PAD, SOS, Vocabulary, tokenize_words
@@ -91,7 +91,7 @@ class SentenceDataset(Dataset):
 
     def __init__(self, scan: ScanResult, prep: Preprocessor, vocab: Vocabulary, labels: dict[str, int], seq_len: int,
                  views: tuple[Augmentation, Augmentation] | None = None, seed: int = 0, halves: bool = False):
-        self.samples, self.arrays = scan.samples, scan.arrays
+        self.scan, self.samples = scan, scan.samples
         self.prep, self.vocab, self.labels, self.seq_len = prep, vocab, labels, seq_len
         self.views, self.seed, self.epoch, self.halves = views, seed, 0, halves
         self.texts = [variations(s) for s in self.samples]
@@ -102,18 +102,12 @@ class SentenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def features(self, index: int) -> np.ndarray:
-        if self.arrays is not None:
-            return self.arrays[index]
-        s = self.samples[index]
-        return self.prep(load_features(s.features, self.prep.dim), s.where)
-
     def _tokens(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.vocab.encode(tokenize_words(text))
         return torch.tensor([SOS, *ids]), torch.tensor([*ids, EOS])
 
     def __getitem__(self, index: int) -> dict:
-        x = self.features(index)
+        x = self.scan.features(index, self.prep)
         sample = self.samples[index]
         item = {"id": sample.id, "label": self.labels[sentence_key(sample)], "text": sample.text}
         halves = (x[0::2], x[1::2]) if len(x) >= 4 else (x, x)

@@ -252,14 +252,14 @@ class SyntheticSigner:
         open_hand, _ = _shape("B")
         right, left = _Track([], [], [], [], []), _Track([], [], [], [], [])
         lead = int(rng.integers(4, 10))
-        for track, rest in ((right, rest_r), (left, rest_l)):
-            track.add(np.repeat(rest[None], lead, 0), np.repeat(open_hand[None] * 0.3, lead, 0), np.zeros(lead),
-                      np.zeros(lead), np.zeros(lead))
+        for hand, rest in ((right, rest_r), (left, rest_l)):
+            hand.add(np.repeat(rest[None], lead, 0), np.repeat(open_hand[None] * 0.3, lead, 0), np.zeros(lead),
+                     np.zeros(lead), np.zeros(lead))
 
-        def move_to(track: _Track, wrist, curls, spread, roll, yaw, n: int) -> None:
-            w0, c0, s0, r0, y0 = track.last()
+        def move_to(hand: _Track, wrist, curls, spread, roll, yaw, n: int) -> None:
+            w0, c0, s0, r0, y0 = hand.last()
             u = _smooth(np.linspace(0, 1, n + 2)[1:-1])[:, None]
-            track.add(w0 + u * (wrist - w0), c0 + u * (curls - c0), s0 + u[:, 0] * (spread - s0),
+            hand.add(w0 + u * (wrist - w0), c0 + u * (curls - c0), s0 + u[:, 0] * (spread - s0),
                       r0 + u[:, 0] * (roll - r0), y0 + u[:, 0] * (yaw - y0))
 
         for gloss in glosses:
@@ -293,8 +293,8 @@ class SyntheticSigner:
             else:  # the left hand drifts back towards rest
                 move_to(left, rest_l, open_hand * 0.3, 0.0, 0.0, 0.0, gap + n)
         tail = int(rng.integers(6, 12))
-        for track, rest in ((right, rest_r), (left, rest_l)):
-            move_to(track, rest, open_hand * 0.3, 0.0, 0.0, 0.0, tail)
+        for hand, rest in ((right, rest_r), (left, rest_l)):
+            move_to(hand, rest, open_hand * 0.3, 0.0, 0.0, 0.0, tail)
         return right.stacked(), left.stacked()  # both hands got the same number of frames
 
     def render(self, glosses: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:

@@ -159,14 +159,3 @@ def _to_array(frame: av.VideoFrame, opts: VideoOptions) -> np.ndarray:
         top, left = (h - c) // 2, (w - c) // 2
         img = img[top : top + c, left : left + c]
     return img
-
-
-def find_videos(inputs: list[str | Path]) -> list[Path]:
-    """Video files among ``inputs`` (files, or folders searched recursively), sorted, unique."""
-    found: set[Path] = set()
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found.update(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        else:
-            found.add(item)  # named explicitly: reported later if it is missing or not a video
-    return sorted(found)

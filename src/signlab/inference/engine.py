@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from signlab.config import EngineConfig, SentenceConfig, parse_config
 from signlab.data import pose
 from signlab.data.dataset import resample_frames
-from signlab.data.features import Preprocessor, ScanResult, load_features
+from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
 from signlab.data.sentence import sentence_key
 from signlab.data.stats import FeatureStats
@@ -338,9 +338,7 @@ def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundl
 
 def build_bank(encoder: Encoder, scan_result: ScanResult, prep: Preprocessor, cfg: SentenceConfig,
                subsampling: int) -> EmbeddingBank:
-    clips = scan_result.arrays if scan_result.arrays is not None else [
-        prep(load_features(s.features, prep.dim), s.where) for s in scan_result.samples]
-    emb, seq = encode_clips(encoder, clips, cfg.data.seq_len, cfg.engine.dtw.frames, subsampling)
+    emb, seq = encode_clips(encoder, scan_result.all_features(prep), cfg.data.seq_len, cfg.engine.dtw.frames, subsampling)
     samples = scan_result.samples
     return EmbeddingBank(emb, seq, np.array([sentence_key(s) for s in samples]), np.array([s.text for s in samples]),
                          np.array([s.id for s in samples]))
@@ -358,9 +356,8 @@ def build_sentence_bundle(out: Path, cfg: SentenceConfig, data, model: SignTrans
     engine = InferenceEngine(encoder, data.prep, bank, protos, cfg.engine, cfg.data.seq_len, model.subsampling)
     if cfg.engine.calibration == "dev":
         dev = data.splits["dev"]
-        clips = dev.arrays if dev.arrays is not None else [data.prep(load_features(s.features, data.prep.dim), s.where)
-                                                          for s in dev.samples]
-        t, m, info = calibrate(engine, clips, [sentence_key(s) for s in dev.samples], cfg.engine.target_precision)
+        t, m, info = calibrate(engine, dev.all_features(data.prep), [sentence_key(s) for s in dev.samples],
+                               cfg.engine.target_precision)
         cfg = cfg.model_copy(deep=True)
         cfg.engine.sim_threshold, cfg.engine.sim_margin = round(t, 4), round(m, 4)
         engine.cfg = cfg.engine
@@ -407,10 +404,9 @@ def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[s
         in_bank = set(bank.clip_ids.tolist())
         held = scan([s for s in samples if s.split == calibrate_on and s.id not in in_bank and s.text], prep,
                     desc=f"calibrating on {calibrate_on}")
-        clips = held.arrays if held.arrays is not None else [prep(load_features(s.features, prep.dim), s.where)
-                                                            for s in held.samples]
         engine = InferenceEngine(encoder, prep, bank, protos, cfg.engine, cfg.data.seq_len, bundle.model.subsampling)
-        t, m, stats = calibrate(engine, clips, [sentence_key(s) for s in held.samples], cfg.engine.target_precision)
+        t, m, stats = calibrate(engine, held.all_features(prep), [sentence_key(s) for s in held.samples],
+                                cfg.engine.target_precision)
         cfg.engine.sim_threshold, cfg.engine.sim_margin = round(t, 4), round(m, 4)
         cfg.save(run / "config.yaml")
         info["calibration"] = {"sim_threshold": t, "sim_margin": m, **stats}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from signlab.config import decoding_options
-from signlab.data.dataset import resample_frames
+from signlab.data.dataset import eval_loader, resample_frames
 from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
 from signlab.data.manifest import Sample, read_manifests
 from signlab.decoding import decode_batch
@@ -21,7 +21,6 @@ from signlab.decoding.ctc import ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
 from signlab.metrics import blank_counts, clean_phoenix_2014t, word_error_rate
-from signlab.training.data import eval_loader
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from signlab.data.dataset import resample_frames
-from signlab.data.features import load_features, report_exclusions, scan
+from signlab.data.features import report_exclusions, scan
 from signlab.data.manifest import Sample
 from signlab.data.sentence import sentence_key, variations
 from signlab.decoding.beam import beam_search
@@ -53,8 +53,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     report_exclusions(result.excluded, split, len(samples))
     if not result.samples:
         raise SignlabError(f"no usable {split} rows to evaluate")
-    clips = result.arrays if result.arrays is not None else [prep(load_features(s.features, prep.dim), s.where)
-                                                            for s in result.samples]
+    clips = result.all_features(prep)
     truths = [sentence_key(s) for s in result.samples]
     keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}
     emb, _ = encode_clips(engine.encoder, clips, cfg.data.seq_len, cfg.engine.dtw.frames, engine.subsampling)

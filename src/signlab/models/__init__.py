@@ -5,19 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from signlab.config import ModelConfig
-from signlab.data.pose import POSE_FEATURE_DIM
 from signlab.data.stats import FeatureStats
-from signlab.models.frontend import subsampled_lengths
+from signlab.models.frontend import auto_subsampling, subsampled_lengths
 from signlab.models.hybrid import GlossDecoder, HybridCTCAttentionModel
 from signlab.models.tcn import TCNCTCModel
 
 __all__ = ["GlossDecoder", "HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_recognizer",
            "subsampled_lengths"]
-
-
-def auto_subsampling(input_dim: int) -> int:
-    """``model.subsampling: auto``: 4 for 25 fps pose (about 3.5 encoder steps a sign), 1 for window features."""
-    return 4 if input_dim == POSE_FEATURE_DIM else 1
 
 
 def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: FeatureStats | None = None) -> nn.Module:

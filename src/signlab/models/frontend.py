@@ -21,6 +21,11 @@ def subsampled_lengths(lengths: Tensor | int, factor: int):
     return lengths
 
 
+def auto_subsampling(input_dim: int) -> int:
+    """``model.subsampling: auto``: 4 for 25 fps pose (about 3.5 encoder steps a sign), 1 for window features."""
+    return 4 if input_dim == pose.POSE_FEATURE_DIM else 1
+
+
 class FeatureNormalizer(nn.Module):
     """``(x - mean) / std`` with the train split's statistics (see :class:`FeatureStats`).
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from signlab.config import SentenceModelConfig
-from signlab.models.frontend import FrontEnd
+from signlab.models.frontend import FrontEnd, auto_subsampling
 from signlab.models.transformer import PositionalEncoding, TransformerDecoder, TransformerEncoder
 
 
@@ -35,7 +35,7 @@ class SentenceEncoding:
 class SignTranslationModel(nn.Module):
     def __init__(self, input_dim: int, vocab_size: int, cfg: SentenceModelConfig = SentenceModelConfig()):
         super().__init__()
-        sub = 1 if cfg.subsampling == "auto" else cfg.subsampling
+        sub = auto_subsampling(input_dim) if cfg.subsampling == "auto" else cfg.subsampling
         self.frontend = FrontEnd(input_dim, cfg.proj_dim, cfg.encoder_dropout, sub)
         self.subsampling = sub
         self.to_model = nn.Linear(cfg.proj_dim, cfg.embed_dim)

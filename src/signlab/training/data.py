@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from signlab.config import Config
+from signlab.config import Config, SentenceConfig
+from signlab.data.augment import AugmentedDataset
 from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, hybrid_collate_fn
 from signlab.data.features import Exclusion, Preprocessor, ScanResult, infer_dim, report_exclusions, scan
 from signlab.data.manifest import Sample
@@ -22,6 +24,7 @@ from signlab.models import auto_subsampling, subsampled_lengths
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+C = TypeVar("C", Config, SentenceConfig)
 
 
 def ctc_min_frames(glosses: Sequence[str]) -> int:
@@ -32,7 +35,6 @@ def ctc_min_frames(glosses: Sequence[str]) -> int:
 @dataclass
 class GlossData:
     config: Config  # with model.input_dim and model.subsampling resolved for this data
-    input_dim: int
     prep: Preprocessor
     stats: FeatureStats
     vocab: Vocabulary
@@ -50,9 +52,9 @@ class GlossData:
                 w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.message])
 
 
-def resolve_for_data(cfg: Config, samples: Sequence[Sample]) -> Config:
-    """A copy of ``cfg`` with ``model.input_dim`` (checked against the features when set) and
-    ``model.subsampling: auto`` (4 for the 540-dim pose layout, 1 otherwise) filled in."""
+def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
+    """A copy of ``cfg`` (gloss or sentence) with ``model.input_dim`` (checked against the features
+    when set) and ``model.subsampling: auto`` (4 for the 540-dim pose layout, 1 otherwise) filled in."""
     found = infer_dim(samples)
     if cfg.model.input_dim is not None and cfg.model.input_dim != found:
         raise SignlabError(
@@ -115,31 +117,30 @@ def prepare_gloss_data(
             "dev: %d gloss types never occur in train (e.g. %s); the model cannot output them, so they count "
             "as errors in dev WER", len(unknown), ", ".join(sorted(unknown)[:5]),
         )
-    return GlossData(cfg, dim, prep, stats or running.finalize(), vocab, splits)
+    return GlossData(cfg, prep, stats or running.finalize(), vocab, splits)
 
 
 class GlossDataModule(L.LightningDataModule):
-    """Length-bucketed loaders; each DDP process takes its own share of the batches.
+    """Length-bucketed loaders; each DDP process takes its own share of the batches. With
+    ``data.augmentation`` the training clips are augmented (``augmentation`` section), except
+    when that would make a clip too short for its CTC targets."""
 
-    ``augment`` wraps the training set (see :func:`signlab.data.augment.augmented`).
-    """
-
-    def __init__(self, data: GlossData, augment: Callable[[GlossDataset, Callable], Dataset] | None = None):
+    def __init__(self, data: GlossData):
         super().__init__()
-        self.data, self.cfg, self.augment = data, data.config, augment
+        self.data, self.cfg = data, data.config
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         d, t = self.data, self.cfg.training
         ds: Dataset = GlossDataset(d.splits[split], d.prep, d.vocab, self.cfg.data.max_frames)
         lengths = ds.lengths
-        if train and self.augment is not None:
+        if train and self.cfg.data.augmentation:
             factor = self.cfg.model.subsampling
             need = [ctc_min_frames(s.glosses) for s in d.splits[split].samples]
 
             def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
                 return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
 
-            ds = self.augment(ds, usable)
+            ds = AugmentedDataset(ds, config=self.cfg.augmentation, seed=t.seed, usable=usable)
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = LengthBucketBatchSampler(
             lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank, pad_replicas=train,
@@ -152,11 +153,3 @@ class GlossDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("dev", train=False)
-
-
-def eval_loader(result: ScanResult, prep: Preprocessor, vocab: Vocabulary, max_frames: int, batch_size: int) -> DataLoader:
-    """Batches of similar length, in a fixed order, for decoding a whole split."""
-    ds = GlossDataset(result, prep, vocab, max_frames)
-    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=False, pad_replicas=False)
-    return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn)
-

@@ -19,7 +19,6 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from signlab.config import Config, TrainingConfig
-from signlab.data.augment import AugmentedDataset
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
@@ -107,13 +106,9 @@ def train(
 
     t = cfg.training
     trainer, best = make_trainer(t, out, "dev_wer", "min", progress)
-    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.input_dim, data.stats)
+    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
     started = time.time()
-    augment = None
-    if cfg.data.augmentation:
-        def augment(ds, usable):
-            return AugmentedDataset(ds, config=cfg.augmentation, seed=t.seed, usable=usable)
-    trainer.fit(module, datamodule=GlossDataModule(data, augment), ckpt_path=str(latest) if resume else None)
+    trainer.fit(module, datamodule=GlossDataModule(data), ckpt_path=str(latest) if resume else None)
     if not trainer.is_global_zero:
         return out
 

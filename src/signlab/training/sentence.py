@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from signlab.config import SentenceConfig, parse_config
 from signlab.data import pose
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
-from signlab.data.features import Preprocessor, ScanResult, infer_dim, report_exclusions, scan
+from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
 from signlab.data.manifest import Sample, read_manifests
 from signlab.data.sentence import (
     ClassBalancedSampler, SentenceDataset, sentence_collate, sentence_key, split_by_sentence, split_by_signer, variations,
@@ -35,6 +35,7 @@ from signlab.errors import SignlabError
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
+from signlab.training.data import resolve_for_data
 from signlab.training.module import warmup_cosine
 from signlab.vocab import PAD, Vocabulary, tokenize_words
 
@@ -45,7 +46,7 @@ MONITOR = "val_ret_mrr"  # validation retrieval MRR: finer-grained than top-1 on
 
 @dataclass
 class SentenceData:
-    config: SentenceConfig  # input_dim resolved
+    config: SentenceConfig  # model.input_dim and model.subsampling resolved
     prep: Preprocessor
     stats: FeatureStats
     vocab: Vocabulary  # words of the spoken-language text
@@ -81,12 +82,8 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     train_rows, dev_rows = assign_splits(samples, cfg)
     if not train_rows:
         raise SignlabError("no training rows")
-    cfg = cfg.model_copy(deep=True)
-    dim = infer_dim(train_rows)
-    if cfg.model.input_dim not in (None, dim):
-        raise SignlabError(f"the features have {dim} dims per frame but model.input_dim is {cfg.model.input_dim}: "
-                           f"pass --set model.input_dim={dim}")
-    cfg.model.input_dim = dim
+    cfg = resolve_for_data(cfg, train_rows)
+    dim = cfg.model.input_dim
     prep = Preprocessor(dim, cfg.data.pose_normalization)
 
     def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
@@ -152,15 +149,14 @@ class SentenceDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """Dev clips (whole, and even / odd frames for instance alignment); with
-        ``dev_against_train``, the training clips too, as the gallery they are retrieved from."""
+        ``dev_against_train``, the training clips too, as the gallery they are retrieved from.
+        Under DDP every process scores all of them: retrieval needs the whole set in one place,
+        and dev sets of sentence corpora are small."""
         d = self.data
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
 
         def loader(split: str, halves: bool) -> DataLoader:
             ds = SentenceDataset(d.splits[split], d.prep, d.vocab, d.labels, d.config.data.seq_len, halves=halves)
-            index = list(range(rank, len(ds), world))
-            return DataLoader(ds, batch_sampler=[index[i : i + 32] for i in range(0, len(index), 32)],
-                              collate_fn=sentence_collate)
+            return DataLoader(ds, batch_size=32, collate_fn=sentence_collate)
 
         return [loader("dev", True)] + ([loader("train", False)] if d.dev_against_train else [])
 
@@ -210,17 +206,11 @@ class SentenceModule(L.LightningModule):
         odd = self.model.encode(batch["odd"], batch["odd_lengths"]).embedding.float()
         self._val[0].append((enc.embedding.float(), batch["labels"], even, odd))
 
-    def _gathered(self, parts: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
-        tensors = [torch.cat(x) for x in zip(*parts)]
-        if self.trainer.world_size > 1:  # every process scores the whole dev set
-            tensors = [self.all_gather(x).flatten(0, 1) for x in tensors]
-        return tensors
-
     def on_validation_epoch_end(self) -> None:
         if not self._val[0]:
             return
-        emb, labels, a, b = self._gathered(self._val[0])
-        gallery = self._gathered(self._val[1]) if self._val[1] else None
+        emb, labels, a, b = (torch.cat(x) for x in zip(*self._val[0]))
+        gallery = [torch.cat(x) for x in zip(*self._val[1])] if self._val[1] else None
         self._val = {0: [], 1: []}
         sims = a @ b.T
         self.log("val_inst_top1", (sims.argmax(1) == torch.arange(len(a), device=a.device)).float().mean(), sync_dist=True)

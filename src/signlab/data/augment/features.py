@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from signlab.config import FeatureAugmentConfig
 from signlab.data.augment.base import Augmentation, Compose
 from signlab.data.augment.temporal import TemporalMask

@@ -150,28 +150,13 @@ class PoseAugmentation(Compose):
 
     def __init__(self, **options):
         c = PoseAugmentConfig(**options)
-        rotation, scale, shear, translation, p = c.rotation, c.scale, c.shear, c.translation, c.p
-        time_warp, frame_dropout, temporal_shift, noise = c.time_warp, c.frame_dropout, c.temporal_shift, c.noise
-        hand_dropout, mirror = c.hand_dropout, c.mirror
-        steps: list[Augmentation] = []
-        if time_warp:
-            steps.append(TimeWarp(time_warp, p=p, present=_present))
-        if frame_dropout:
-            steps.append(FrameDropout(frame_dropout, p=p))
-        if temporal_shift:
-            steps.append(FrameShift(temporal_shift, p=p))
-        if rotation:
-            steps.append(RandomRotation3D(rotation, p=p))
-        if scale:
-            steps.append(RandomPoseScale(scale, p=p))
-        if shear:
-            steps.append(RandomShear(shear, p=p))
-        if translation:
-            steps.append(RandomTranslation(translation, p=p))
-        if noise:
-            steps.append(PoseNoise(noise, p=p))
-        if hand_dropout:
-            steps.append(HandDropout(hand_dropout, p=p))
-        if mirror:
-            steps.append(Mirror(p=0.5))
+        p = c.p
+        recipe = [  # (strength, transform), in the order they run; 0 / False = off
+            (c.time_warp, lambda v: TimeWarp(v, p=p, present=_present)), (c.frame_dropout, lambda v: FrameDropout(v, p=p)),
+            (c.temporal_shift, lambda v: FrameShift(v, p=p)), (c.rotation, lambda v: RandomRotation3D(v, p=p)),
+            (c.scale, lambda v: RandomPoseScale(v, p=p)), (c.shear, lambda v: RandomShear(v, p=p)),
+            (c.translation, lambda v: RandomTranslation(v, p=p)), (c.noise, lambda v: PoseNoise(v, p=p)),
+            (c.hand_dropout, lambda v: HandDropout(v, p=p)), (c.mirror, lambda v: Mirror(p=0.5)),
+        ]
+        steps: list[Augmentation] = [make(v) for v, make in recipe if np.any(v)]
         super().__init__(steps)
