@@ -34,8 +34,6 @@ Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a con
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False, show_time=False)])
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()

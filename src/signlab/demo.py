@@ -146,7 +146,7 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(sentence_table(rows))
     c = metrics.get("calibration") or {}
-    console.print(f"thresholds calibrated on the dev signer: sim_threshold {c.get('sim_threshold', float('nan')):.3f}, "
+    console.print(f"thresholds calibrated on the dev signers: sim_threshold {c.get('sim_threshold', float('nan')):.3f}, "
                   f"sim_margin {c.get('sim_margin', float('nan')):.3f}; ONNX encoder vs PyTorch: max difference "
                   f"{onnx_diff:.1e}; written: {out / 'summary.json'}, {run / 'curves.png'}")
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -54,7 +55,13 @@ def check_run_dir(out: Path, resume: bool) -> Path:
 
 def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress: bool) -> tuple[L.Trainer, ModelCheckpoint]:
     """Lightning trainer with signlab's callbacks: checkpoints ``best`` (by ``monitor``) and
-    ``latest`` written atomically, metrics.jsonl, early stopping, a compact progress bar."""
+    ``latest`` written atomically, metrics.jsonl, early stopping, a compact progress bar (on a
+    terminal only: in a log file it is noise)."""
+    # Lightning sets its loggers to INFO when first imported; keep them to warnings unless -v
+    level = logging.INFO if logging.getLogger("signlab").getEffectiveLevel() <= logging.DEBUG else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)
+    progress = progress and sys.stdout.isatty()
     best = ModelCheckpoint(out / "checkpoints", "best", monitor=monitor, mode=mode, enable_version_counter=False)
     last = ModelCheckpoint(out / "checkpoints", "latest", enable_version_counter=False, save_on_train_epoch_end=True)
     callbacks: list[L.Callback] = [best, last, JsonlMetrics(out / "metrics.jsonl", t.log_every_n_steps)]
