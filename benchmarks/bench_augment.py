@@ -21,10 +21,19 @@ from rich.console import Console
 from rich.table import Table
 
 from signlab.data.augment import (
-    ColorJitter, GaussianBlur, GaussianNoise, RandomRotation, RandomScale, SignLanguageAugmentation, SpatialMask,
-    SpeedPerturbation, TemporalCrop, TemporalJitter,
+    ColorJitter,
+    FeatureAugmentation,
+    GaussianBlur,
+    GaussianNoise,
+    PoseAugmentation,
+    RandomRotation,
+    RandomScale,
+    SignLanguageAugmentation,
+    SpatialMask,
+    SpeedPerturbation,
+    TemporalCrop,
+    TemporalJitter,
 )
-from signlab.data.augment import FeatureAugmentation, PoseAugmentation
 from signlab.data.augment.video import affine_warp, to_unit_float
 from signlab.data.grammar import Grammar
 from signlab.data.pose import normalize_body

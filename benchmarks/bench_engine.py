@@ -27,7 +27,13 @@ from rich.table import Table
 from signlab.config import EngineConfig, SentenceModelConfig
 from signlab.data.features import Preprocessor
 from signlab.export import export_onnx
-from signlab.inference.engine import EmbeddingBank, InferenceEngine, OnnxEncoder, TorchEncoder, dtw_distance
+from signlab.inference.engine import (
+    EmbeddingBank,
+    InferenceEngine,
+    OnnxEncoder,
+    TorchEncoder,
+    dtw_distance,
+)
 from signlab.models.sentence import SignTranslationModel
 
 

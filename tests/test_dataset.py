@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, hybrid_collate_fn, resample_frames
+from signlab.data.dataset import (
+    GlossDataset,
+    LengthBucketBatchSampler,
+    hybrid_collate_fn,
+    resample_frames,
+)
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
 from signlab.vocab import EOS, PAD, SOS, Vocabulary

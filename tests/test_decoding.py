@@ -7,8 +7,16 @@ import torch
 from signlab.config import Config, DecodingConfig, decoding_options
 from signlab.decoding import decode_batch
 from signlab.decoding.beam import attention_rescore, beam_search
-from signlab.decoding.ctc import CTCPrefixScorer, ctc_greedy_decode, ctc_prefix_beam_search
-from signlab.decoding.reference import ctc_prefix_logprob, reference_beam_search, reference_greedy
+from signlab.decoding.ctc import (
+    CTCPrefixScorer,
+    ctc_greedy_decode,
+    ctc_prefix_beam_search,
+)
+from signlab.decoding.reference import (
+    ctc_prefix_logprob,
+    reference_beam_search,
+    reference_greedy,
+)
 from signlab.errors import SignlabError
 from signlab.models import HybridCTCAttentionModel, TCNCTCModel
 from signlab.vocab import BLANK, EOS, SOS
@@ -48,7 +56,7 @@ def test_ctc_prefix_scores_match_brute_force(tiny_ctc):
     for i in range(2):
         logp = logits[i, : lengths[i]].log_softmax(-1)
         probs = brute_force(logp)
-        prefix = lambda g: sum(p for lab, p in probs.items() if lab[: len(g)] == tuple(g))  # noqa: E731
+        prefix = lambda g: sum(p for lab, p in probs.items() if lab[: len(g)] == tuple(g))
         cands = torch.tensor([[5, 3, EOS]] * 2)
         psi, _ = scorer.score(cands)
         assert math.exp(psi[i, 0]) == pytest.approx(prefix([5]))

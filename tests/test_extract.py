@@ -11,7 +11,13 @@ from signlab.config import ExtractConfig
 from signlab.data import pose
 from signlab.data.features import load_features
 from signlab.errors import SignlabError
-from signlab.extract.i3d import I3D, I3DExtractor, load_i3d_weights, window_starts, window_times
+from signlab.extract.i3d import (
+    I3D,
+    I3DExtractor,
+    load_i3d_weights,
+    window_starts,
+    window_times,
+)
 from signlab.extract.pipeline import video_features
 from signlab.extract.pose_files import BODY_NAMES, read_pose_file
 from signlab.extract.runner import ExtractionJob, plan, run_extraction

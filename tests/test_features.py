@@ -3,7 +3,13 @@ import logging
 import numpy as np
 import pytest
 
-from signlab.data.features import FeatureError, Preprocessor, load_features, report_exclusions, scan
+from signlab.data.features import (
+    FeatureError,
+    Preprocessor,
+    load_features,
+    report_exclusions,
+    scan,
+)
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from signlab.metrics import blank_counts, bleu, clean_phoenix_2014t, edit_counts, word_error_rate
+from signlab.metrics import (
+    blank_counts,
+    bleu,
+    clean_phoenix_2014t,
+    edit_counts,
+    word_error_rate,
+)
 from signlab.vocab import BLANK
 
 

@@ -4,10 +4,15 @@ import torch
 import torch.nn.functional as F
 
 from signlab.config import ModelConfig
-from signlab.losses import JointCTCAttentionLoss
-from signlab.models import HybridCTCAttentionModel, TCNCTCModel, build_recognizer, subsampled_lengths
 from signlab.data import pose
 from signlab.data.stats import FeatureStats
+from signlab.losses import JointCTCAttentionLoss
+from signlab.models import (
+    HybridCTCAttentionModel,
+    TCNCTCModel,
+    build_recognizer,
+    subsampled_lengths,
+)
 from signlab.models.frontend import ConvSubsampling, FeatureNormalizer
 from signlab.vocab import SOS
 

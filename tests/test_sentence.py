@@ -5,14 +5,32 @@ import numpy as np
 import pytest
 import torch
 
-from signlab.config import EngineConfig, SentenceConfig, SentenceModelConfig, load_config
+from signlab.config import (
+    EngineConfig,
+    SentenceConfig,
+    SentenceModelConfig,
+    load_config,
+)
 from signlab.data.features import Preprocessor
 from signlab.data.manifest import Sample, read_manifest
-from signlab.data.sentence import ClassBalancedSampler, sentence_key, split_by_sentence, split_by_signer, variations
+from signlab.data.sentence import (
+    ClassBalancedSampler,
+    sentence_key,
+    split_by_sentence,
+    split_by_signer,
+    variations,
+)
 from signlab.data.synthetic import CorpusSpec, generate_corpus
 from signlab.errors import SignlabError
 from signlab.export import export_onnx, onnx_runner, verify
-from signlab.inference.engine import EmbeddingBank, InferenceEngine, Prototypes, TorchEncoder, calibrate, encode_clips
+from signlab.inference.engine import (
+    EmbeddingBank,
+    InferenceEngine,
+    Prototypes,
+    TorchEncoder,
+    calibrate,
+    encode_clips,
+)
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
 from signlab.models.sentence import SignTranslationModel

@@ -4,7 +4,14 @@ import numpy as np
 
 from signlab.data import pose
 from signlab.data.grammar import Grammar
-from signlab.data.synthetic import CorpusSpec, SyntheticSigner, generate_corpus, hand_landmarks, make_lexicon, sample_signer
+from signlab.data.synthetic import (
+    CorpusSpec,
+    SyntheticSigner,
+    generate_corpus,
+    hand_landmarks,
+    make_lexicon,
+    sample_signer,
+)
 
 
 def test_grammar_gives_glosses_with_english_text(rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ def _console(stderr: bool = False) -> Console:
 console = _console(stderr=True)
 
 Manifests = Annotated[list[Path], typer.Option("--manifest", "-m", help="manifest CSV (repeat for several)")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: section.key=value")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
 
 
 @app.callback()
@@ -49,14 +49,15 @@ def demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/d
 def train(
     manifest: Manifests,
     out: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics, bundle)")],
-    config: Annotated[Optional[Path], typer.Option(help="YAML config (default: built-in hybrid)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: built-in hybrid)")] = None,
     set_: Sets = None,
     resume: Annotated[bool, typer.Option(help="continue the run in OUT from checkpoints/latest.ckpt")] = False,
-    features_dir: Annotated[Optional[Path], typer.Option(help="feature folder for PHOENIX corpus files")] = None,
+    features_dir: Annotated[Path | None, typer.Option(help="feature folder for PHOENIX corpus files")] = None,
 ) -> None:
     """Train a gloss recogniser on a manifest."""
     from signlab.config import builtin_config, load_config
-    from signlab.training.run import is_launcher_process, train as run_train
+    from signlab.training.run import is_launcher_process
+    from signlab.training.run import train as run_train
 
     base = out / "config.yaml" if resume else (config or builtin_config("hybrid"))
     cfg = load_config(base, set_ or [])
@@ -70,15 +71,15 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="run folder / model bundle")],
     manifest: Manifests,
     split: Annotated[str, typer.Option()] = "test",
-    output: Annotated[Optional[Path], typer.Option(help="results JSON (hypotheses go beside it)")] = None,
-    decode: Annotated[Optional[str], typer.Option(
+    output: Annotated[Path | None, typer.Option(help="results JSON (hypotheses go beside it)")] = None,
+    decode: Annotated[str | None, typer.Option(
         help="ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's)")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help="beam width (1 = greedy)")] = None,
-    ctc_weight: Annotated[Optional[float], typer.Option(help="weight of CTC scores in joint / rescore")] = None,
-    length_penalty: Annotated[Optional[float], typer.Option(help="GNMT length penalty alpha")] = None,
+    beam_size: Annotated[int | None, typer.Option(help="beam width (1 = greedy)")] = None,
+    ctc_weight: Annotated[float | None, typer.Option(help="weight of CTC scores in joint / rescore")] = None,
+    length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
-    phoenix_cleanup: Annotated[Optional[bool], typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
-    features_dir: Annotated[Optional[Path], typer.Option()] = None,
+    phoenix_cleanup: Annotated[bool | None, typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
+    features_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """WER of a trained model on one split of a manifest."""
     import json
@@ -97,7 +98,7 @@ Videos = Annotated[list[Path], typer.Argument(help="video files, or folders sear
 Out = Annotated[Path, typer.Option(help="output folder (features, manifest.csv, failures.csv)")]
 Workers = Annotated[int, typer.Option(help="worker processes")]
 Shard = Annotated[str, typer.Option(help="i/n: take every n-th video starting at the i-th (0-based)")]
-Fps = Annotated[Optional[float], typer.Option(help="resample to this frame rate (0 = as recorded)")]
+Fps = Annotated[float | None, typer.Option(help="resample to this frame rate (0 = as recorded)")]
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -132,7 +133,7 @@ def extract_pose(videos: Videos, out: Out, workers: Workers = 1, shard: Shard = 
 @extract_app.command("i3d")
 def extract_i3d(
     videos: Videos, out: Out,
-    weights: Annotated[Optional[Path], typer.Option(help="I3D checkpoint (rgb_imagenet.pt layout)")] = None,
+    weights: Annotated[Path | None, typer.Option(help="I3D checkpoint (rgb_imagenet.pt layout)")] = None,
     random_weights: Annotated[bool, typer.Option(help="untrained I3D, for testing the pipeline only")] = False,
     workers: Workers = 1, shard: Shard = "0/1", fps: Fps = _X.fps,
     size: Annotated[int, typer.Option(help="shorter side before the crop")] = _X.size,
@@ -156,10 +157,10 @@ def extract_i3d(
 def recognize(
     video: Annotated[Path, typer.Argument(help="a video file")],
     model: Annotated[Path, typer.Option(help="run folder / model bundle")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON here")] = None,
-    decode: Annotated[Optional[str], typer.Option(help="decoding method (default: the bundle's)")] = None,
-    beam_size: Annotated[Optional[int], typer.Option()] = None,
-    i3d_weights: Annotated[Optional[Path], typer.Option(help="for I3D models: the extraction checkpoint")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON here")] = None,
+    decode: Annotated[str | None, typer.Option(help="decoding method (default: the bundle's)")] = None,
+    beam_size: Annotated[int | None, typer.Option()] = None,
+    i3d_weights: Annotated[Path | None, typer.Option(help="for I3D models: the extraction checkpoint")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
     """Glosses signed in a video, with where each one was signed."""
@@ -201,10 +202,10 @@ Backend = Annotated[str, typer.Option(help="encoder backend: torch or onnx (need
 def sentence_train(
     manifest: Manifests,
     out: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics, bundle with its embedding bank)")],
-    config: Annotated[Optional[Path], typer.Option(help="YAML config (default: built-in sentence)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: built-in sentence)")] = None,
     set_: Sets = None,
     resume: Annotated[bool, typer.Option(help="continue the run in OUT from checkpoints/latest.ckpt")] = False,
-    features_dir: Annotated[Optional[Path], typer.Option()] = None,
+    features_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Train the sentence model: SupCon on two views + text decoder + masked frames."""
     from signlab.config import SentenceConfig, builtin_config, load_config
@@ -219,8 +220,8 @@ def sentence_train(
 
 @sentence_app.command("evaluate")
 def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer.Option()] = "test",
-                      output: Annotated[Optional[Path], typer.Option(help="results JSON (predictions beside it)")] = None,
-                      backend: Backend = "torch", features_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+                      output: Annotated[Path | None, typer.Option(help="results JSON (predictions beside it)")] = None,
+                      backend: Backend = "torch", features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Retrieval (top-1, MRR), engine decisions, alignment and translation (WER, BLEU, exact) on a split."""
     import json
 
@@ -239,8 +240,8 @@ def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer
 @sentence_app.command("index")
 def sentence_index(run: Run, manifest: Manifests,
                    splits: Annotated[str, typer.Option(help="comma-separated splits whose clips go into the bank")] = "train",
-                   calibrate_on: Annotated[Optional[str], typer.Option(help="split to calibrate the thresholds on")] = None,
-                   features_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+                   calibrate_on: Annotated[str | None, typer.Option(help="split to calibrate the thresholds on")] = None,
+                   features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Rebuild the embedding bank and prototypes from a manifest (and recalibrate the thresholds)."""
     from signlab.inference.engine import reindex
 
@@ -250,7 +251,7 @@ def sentence_index(run: Run, manifest: Manifests,
 
 @sentence_app.command("predict")
 def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(help=".npy or .pose feature files")],
-                     json_out: Annotated[Optional[Path], typer.Option("--json")] = None, backend: Backend = "torch",
+                     json_out: Annotated[Path | None, typer.Option("--json")] = None, backend: Backend = "torch",
                      topk: Annotated[int, typer.Option()] = 5) -> None:
     """Retrieve the sentence of each clip, with the accept / reject decision and its reason."""
     import json
@@ -272,7 +273,13 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
 def sentence_export(run: Run, onnx: Annotated[bool, typer.Option("--onnx/--no-onnx")] = True,
                     torchscript: Annotated[bool, typer.Option("--torchscript/--no-torchscript")] = True) -> None:
     """Export the encoder (ONNX with dynamic batch and length, TorchScript), checked against PyTorch."""
-    from signlab.export import export_onnx, export_torchscript, onnx_runner, torchscript_runner, verify
+    from signlab.export import (
+        export_onnx,
+        export_torchscript,
+        onnx_runner,
+        torchscript_runner,
+        verify,
+    )
     from signlab.inference.engine import load_sentence_bundle
 
     model = load_sentence_bundle(run).model
@@ -297,7 +304,7 @@ def sentence_demo(out: Annotated[Path, typer.Option(help="output folder")] = Pat
 def translate(
     video: Annotated[Path, typer.Argument(help="a video file")],
     model: Annotated[Path, typer.Option(help="sentence model bundle")],
-    json_out: Annotated[Optional[Path], typer.Option("--json")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
     backend: Backend = "torch",
 ) -> None:
     """The sentence signed in a video: retrieved with a confidence and a decision, and generated."""

@@ -51,7 +51,7 @@ def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, mode
         run_dir = dirs[name] = out / folder
         shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts afresh
         cfg = load_config(builtin_config("demo"), [*overrides, *extra_overrides])
-        console.print(f"\\n[bold]training {name}[/] ({cfg.model.type}, augmentation {'on' if cfg.data.augmentation else 'off'}) -> {run_dir}")
+        console.print(f"\n[bold]training {name}[/] ({cfg.model.type}, augmentation {'on' if cfg.data.augmentation else 'off'}) -> {run_dir}")
         train([manifest], cfg, run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         rows.append({

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
 
+
 def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
     """Uniformly pick ``max_frames`` frames from a longer clip: the whole sentence stays."""
     if len(x) <= max_frames:

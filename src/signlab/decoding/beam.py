@@ -21,7 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from signlab.decoding.ctc import NEG_INF, CTCPrefixScorer, ctc_prefix_beam_search, log_probs
+from signlab.decoding.ctc import (
+    NEG_INF,
+    CTCPrefixScorer,
+    ctc_prefix_beam_search,
+    log_probs,
+)
 from signlab.models.transformer import TransformerDecoder
 from signlab.vocab import BLANK, EOS, PAD, SOS
 

@@ -20,14 +20,26 @@ from typing import Any, Literal
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from signlab.data.pose import part_mask
 from signlab.errors import SignlabError
 from signlab.extract.holistic import clip_statistics
 from signlab.extract.pose_files import write_pose_file
-from signlab.extract.video import VIDEO_EXTENSIONS, VideoError, VideoOptions, iter_frames, probe
+from signlab.extract.video import (
+    VIDEO_EXTENSIONS,
+    VideoError,
+    VideoOptions,
+    iter_frames,
+    probe,
+)
 
 
 @dataclass

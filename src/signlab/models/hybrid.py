@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from signlab.models.frontend import FrontEnd
-from signlab.models.transformer import PositionalEncoding, TransformerDecoder, TransformerEncoder
+from signlab.models.transformer import (
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 
 @dataclass

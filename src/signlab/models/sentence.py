@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from signlab.config import SentenceModelConfig
 from signlab.models.frontend import FrontEnd, auto_subsampling
-from signlab.models.transformer import PositionalEncoding, TransformerDecoder, TransformerEncoder
+from signlab.models.transformer import (
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 
 @dataclass

@@ -15,8 +15,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from signlab.config import Config, SentenceConfig
 from signlab.data.augment import AugmentedDataset
-from signlab.data.dataset import GlossDataset, LengthBucketBatchSampler, hybrid_collate_fn
-from signlab.data.features import Exclusion, Preprocessor, ScanResult, infer_dim, report_exclusions, scan
+from signlab.data.dataset import (
+    GlossDataset,
+    LengthBucketBatchSampler,
+    hybrid_collate_fn,
+)
+from signlab.data.features import (
+    Exclusion,
+    Preprocessor,
+    ScanResult,
+    infer_dim,
+    report_exclusions,
+    scan,
+)
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError

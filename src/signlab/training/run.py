@@ -26,7 +26,11 @@ from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, save_bundle
 from signlab.inference.recognizer import Recognizer, evaluate_samples
 from signlab.report import plot_training_curves
-from signlab.training.callbacks import AtomicCheckpointIO, CompactProgressBar, JsonlMetrics
+from signlab.training.callbacks import (
+    AtomicCheckpointIO,
+    CompactProgressBar,
+    JsonlMetrics,
+)
 from signlab.training.data import GlossDataModule, prepare_gloss_data
 from signlab.training.module import GlossRecognitionModule
 from signlab.vocab import Vocabulary

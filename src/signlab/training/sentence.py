@@ -28,7 +28,13 @@ from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
 from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
 from signlab.data.manifest import Sample, read_manifests
 from signlab.data.sentence import (
-    ClassBalancedSampler, SentenceDataset, sentence_collate, sentence_key, split_by_sentence, split_by_signer, variations,
+    ClassBalancedSampler,
+    SentenceDataset,
+    sentence_collate,
+    sentence_key,
+    split_by_sentence,
+    split_by_signer,
+    variations,
 )
 from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
@@ -243,7 +249,12 @@ def train_sentence(manifests: Sequence[str | Path], cfg: SentenceConfig, out: st
     """Train the sentence model; RUN becomes a sentence bundle with its embedding bank."""
     from signlab.inference.engine import build_sentence_bundle
     from signlab.report import SENTENCE_PANELS, plot_training_curves, write_history_csv
-    from signlab.training.run import check_run_dir, is_launcher_process, load_best, make_trainer
+    from signlab.training.run import (
+        check_run_dir,
+        is_launcher_process,
+        load_best,
+        make_trainer,
+    )
 
     out = Path(out)
     latest = check_run_dir(out, resume)

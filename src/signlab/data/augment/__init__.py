@@ -15,26 +15,79 @@ import torch
 from torch.utils.data import Dataset
 
 from signlab.config import AugmentationConfig
-from signlab.data.pose import POSE_FEATURE_DIM
 from signlab.data.augment.base import Augmentation, Compose
-from signlab.data.augment.features import FeatureAugmentation, FeatureDropout, FeatureNoise, TemporalFeatureMask
+from signlab.data.augment.features import (
+    FeatureAugmentation,
+    FeatureDropout,
+    FeatureNoise,
+    TemporalFeatureMask,
+)
 from signlab.data.augment.mixing import BatchMix, Mixed
 from signlab.data.augment.pose import (
-    HandDropout, Mirror, PoseAugmentation, PoseNoise, RandomPoseScale, RandomRotation3D, RandomShear, RandomTranslation,
+    HandDropout,
+    Mirror,
+    PoseAugmentation,
+    PoseNoise,
+    RandomPoseScale,
+    RandomRotation3D,
+    RandomShear,
+    RandomTranslation,
 )
 from signlab.data.augment.temporal import (
-    FrameDropout, FrameShift, SpeedPerturbation, TemporalCrop, TemporalJitter, TemporalMask, TimeWarp, resample,
+    FrameDropout,
+    FrameShift,
+    SpeedPerturbation,
+    TemporalCrop,
+    TemporalJitter,
+    TemporalMask,
+    TimeWarp,
+    resample,
 )
 from signlab.data.augment.video import (
-    ColorJitter, GaussianBlur, GaussianNoise, RandomRotation, RandomScale, SignLanguageAugmentation, SpatialMask,
+    ColorJitter,
+    GaussianBlur,
+    GaussianNoise,
+    RandomRotation,
+    RandomScale,
+    SignLanguageAugmentation,
+    SpatialMask,
 )
+from signlab.data.pose import POSE_FEATURE_DIM
 
 __all__ = [
-    "AugmentedDataset", "Augmentation", "BatchMix", "ColorJitter", "Compose", "FeatureAugmentation", "FeatureDropout",
-    "FeatureNoise", "FrameDropout", "FrameShift", "GaussianBlur", "GaussianNoise", "HandDropout", "Mirror", "Mixed",
-    "PoseAugmentation", "PoseNoise", "RandomPoseScale", "RandomRotation", "RandomRotation3D", "RandomScale",
-    "RandomShear", "RandomTranslation", "SignLanguageAugmentation", "SpatialMask", "SpeedPerturbation", "TemporalCrop",
-    "TemporalFeatureMask", "TemporalJitter", "TemporalMask", "TimeWarp", "for_input", "resample",
+    "Augmentation",
+    "AugmentedDataset",
+    "BatchMix",
+    "ColorJitter",
+    "Compose",
+    "FeatureAugmentation",
+    "FeatureDropout",
+    "FeatureNoise",
+    "FrameDropout",
+    "FrameShift",
+    "GaussianBlur",
+    "GaussianNoise",
+    "HandDropout",
+    "Mirror",
+    "Mixed",
+    "PoseAugmentation",
+    "PoseNoise",
+    "RandomPoseScale",
+    "RandomRotation",
+    "RandomRotation3D",
+    "RandomScale",
+    "RandomShear",
+    "RandomTranslation",
+    "SignLanguageAugmentation",
+    "SpatialMask",
+    "SpeedPerturbation",
+    "TemporalCrop",
+    "TemporalFeatureMask",
+    "TemporalJitter",
+    "TemporalMask",
+    "TimeWarp",
+    "for_input",
+    "resample",
 ]
 
 

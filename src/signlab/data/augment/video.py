@@ -19,7 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from signlab.data.augment.base import Augmentation, Compose
-from signlab.data.augment.temporal import SpeedPerturbation, TemporalCrop, TemporalJitter, TemporalMask
+from signlab.data.augment.temporal import (
+    SpeedPerturbation,
+    TemporalCrop,
+    TemporalJitter,
+    TemporalMask,
+)
 
 CHUNK = 16  # frames per step of the spatial pass (about 2.4 MB of float32 at 224 x 224)
 
