@@ -81,11 +81,11 @@ def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, mode
 
 def models_table(rows: list[dict]) -> Table:
     table = Table(title="gloss recognition on the synthetic signer (test: unseen signers)")
-    for col in ("model", "decoding", "dev WER %", "test WER %", "test blank ratio", "epochs (best)", "train s"):
+    for col in ("model", "decoding", "dev WER %", "test WER %", "test blank ratio", "epochs (best, from 0)", "train s"):
         table.add_column(col, justify="left" if col in ("model", "decoding") else "right")
     for r in rows:
         table.add_row(r["model"], r["decoding"], f"{r['dev_wer']:.2f}", f"{r['test_wer']:.2f}",
-                      f"{r['test_blank_ratio']:.3f}", f"{r['epochs']} ({r['best_epoch'] + 1})", f"{r['train_time_s']:.0f}")
+                      f"{r['test_blank_ratio']:.3f}", f"{r['epochs']} ({r['best_epoch']})", f"{r['train_time_s']:.0f}")
     return table
 
 
