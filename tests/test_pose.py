@@ -63,3 +63,12 @@ def test_masks_and_motion_energy():
     energy = pose.motion_energy(x)
     assert energy.shape == (len(x),) and energy[0] == 0 and energy[1:].max() > 0
     assert pose.motion_energy(np.repeat(x[:1], 5, 0)).max() == 0
+
+
+def test_mean_motion_of_pose_and_of_other_features():
+    x = clip()
+    assert pose.mean_motion(x) == pytest.approx(pose.motion_energy(x).mean())
+    assert pose.mean_motion(x[:1]) == 0.0 and pose.mean_motion(np.repeat(x[:1], 5, 0)) == 0.0
+    i3d = np.zeros((4, 1024), np.float32)
+    i3d[2:, 600] = 3.0  # one step of 3 in a column past the pose layout's 540
+    assert pose.mean_motion(i3d) == pytest.approx(3 / 4)

@@ -29,6 +29,7 @@ from signlab.inference.engine import (
     Prototypes,
     TorchEncoder,
     calibrate,
+    choose_thresholds,
     encode_clips,
 )
 from signlab.losses import SupConLoss
@@ -244,3 +245,30 @@ def test_sentence_training_with_two_ddp_processes(sentence_corpus, tmp_path):
     epochs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"epoch", "epoch"' in x]
     assert epochs and epochs[0]["val_ret_mrr"] is not None
     assert (tmp_path / "ddp" / "bank.npz").is_file()
+
+
+def test_threshold_search_equals_trying_every_pair():
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 60):
+        top = np.round(rng.uniform(0.3, 1.0, n), 3)
+        gap = np.where(rng.random(n) < 0.1, np.nan, np.round(rng.uniform(0, 0.2, n), 3))
+        proto, right = rng.random(n) < 0.8, rng.random(n) < top
+        if not (proto & np.isfinite(gap)).any():
+            continue
+        for target in (0.5, 0.9, 1.0):
+            best = None  # plain search: every threshold, then every margin, the first best kept
+            for t in np.unique(top):
+                for m in np.unique(np.concatenate([[0.0], gap[np.isfinite(gap)]])):
+                    accepted = (top >= t) & (gap >= m) & proto
+                    if accepted.any():
+                        precision, coverage = right[accepted].mean(), accepted.mean()
+                        key = (precision >= target, coverage if precision >= target else precision, -t)
+                        if best is None or key > best[0]:
+                            best = (key, t, m, precision, coverage)
+            t, m, info = choose_thresholds(top, gap, proto, right, target)
+            assert (t, m, info["precision"], info["coverage"]) == pytest.approx(best[1:]), (n, target)
+    many = rng.uniform(0, 1, 5000)  # past the grid: quantiles, still a valid pair
+    t, m, info = choose_thresholds(many, many / 10, many > 0, many > 0.5, 0.95, grid=64)
+    assert info["precision"] >= 0.95 and info["coverage"] > 0
+    with pytest.raises(SignlabError, match="accepts anything"):
+        choose_thresholds(top, np.full(len(top), np.nan), proto, right)

@@ -215,7 +215,7 @@ def sentence_train(
     base = out / "config.yaml" if resume else (config or builtin_config("sentence"))
     run = train_sentence(manifest, load_config(base, set_ or [], SentenceConfig), out, resume=resume, features_dir=features_dir)
     if is_launcher_process():
-        _print_sentence_metrics(run / "metrics.json")
+        _print_metrics(run / "metrics.json", _sentence_line)
 
 
 @sentence_app.command("evaluate")
@@ -233,7 +233,7 @@ def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer
     if not rows:
         raise SignlabError(f"the manifest has no rows with split {split!r}")
     bundle = load_sentence_bundle(run)
-    results = evaluate_sentence_samples(bundle, InferenceEngine.load(run, backend), rows, split, output)
+    results = evaluate_sentence_samples(bundle, InferenceEngine.from_bundle(bundle, run, backend), rows, split, output)
     _console().print_json(json.dumps(results))
 
 
@@ -317,7 +317,7 @@ def translate(
 
     probe(video)
     bundle = load_sentence_bundle(model)
-    engine = InferenceEngine.load(model, backend)
+    engine = InferenceEngine.from_bundle(bundle, model, backend)
     vf = video_features(video, bundle.stats.dim, bundle.config.extract)
     prediction = engine.predict(vf.features)
     clip = bundle.prep(vf.features, str(video))
@@ -338,30 +338,26 @@ def _print_prediction(name: str, p) -> None:
         out.print(f"  {c.rank}. {c.similarity:.3f} (cosine {c.cosine:.3f}{dtw}) {c.text}")
 
 
-def _print_sentence_metrics(path: Path) -> None:
+def _gloss_line(r: dict) -> str:
+    return (f"WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, n {r['n']}), "
+            f"blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")
+
+
+def _sentence_line(r: dict) -> str:
+    return (f"retrieval top-1 {r['retrieval']['top1']:.3f} (MRR {r['retrieval']['mrr']:.3f}); engine accepts "
+            f"{r['decisions']['accept_rate']:.0%}, {r['decisions']['accepted_accuracy']:.1%} of them right; "
+            f"translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
+
+
+def _print_metrics(path: Path, line=_gloss_line) -> None:
+    """One line per evaluated split of a run's metrics.json."""
     import json
 
     if path.exists():
         m = json.loads(path.read_text())
         for split in ("dev", "test"):
             if split in m:
-                r = m[split]
-                _console().print(
-                    f"{split}: retrieval top-1 {r['retrieval']['top1']:.3f} (MRR {r['retrieval']['mrr']:.3f}); engine "
-                    f"accepts {r['decisions']['accept_rate']:.0%}, {r['decisions']['accepted_accuracy']:.1%} of them right; "
-                    f"translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
-
-
-def _print_metrics(path: Path) -> None:
-    import json
-
-    if path.exists():
-        m = json.loads(path.read_text())
-        for split in ("dev", "test"):
-            if split in m:
-                r = m[split]
-                _console().print(f"{split}: WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, "
-                                f"n {r['n']}), blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")
+                _console().print(f"{split}: {line(m[split])}")
 
 
 def main() -> None:

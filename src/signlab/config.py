@@ -175,7 +175,7 @@ class SentenceDataConfig(_Section):
         "manifest", description="manifest: its train/dev rows; sentence: group split, no sentence in both; signer"
     )
     val_split: float = Field(0.15, gt=0, lt=1)
-    motion_floor: float = Field(7.5e-4, ge=0, description="clips moving less on average are left out")
+    motion_floor: float = Field(7.5e-4, ge=0, description="clips moving less on average are left out (pose: shoulder widths per frame)")
     instances_per_class: int = Field(2, ge=1, description="clips of each sentence in a training batch (SupCon)")
     augmentation: bool = True
     pose_normalization: bool = True
@@ -201,7 +201,7 @@ class EngineConfig(_Section):
     confidence_temperature: float = 0.12
     sim_threshold: float = 0.58
     sim_margin: float = 0.10
-    motion_floor: float = 7.5e-4
+    motion_floor: float = Field(7.5e-4, ge=0, description="queries moving less are rejected as low_motion")
     prototype_min_clips: int = 2
     prototype_slack: float = 0.05
     calibration: Literal["off", "dev"] = Field("dev", description="choose sim_threshold / sim_margin on the dev clips")

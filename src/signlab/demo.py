@@ -127,12 +127,12 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     test = [s for s in read_manifest(manifest) if s.split == "test"]
     rows = []
     for backend in ("torch", "onnx"):
-        engine = InferenceEngine.load(run, backend)
+        engine = InferenceEngine.from_bundle(bundle, run, backend)
         r = evaluate_sentence_samples(bundle, engine, test, "test", out / f"test_{backend}.json")
         clips = [bundle.prep(np.load(s.features), s.where) for s in test[:20]]
         started = time.perf_counter()
         for c in clips:
-            engine.decide(*engine.score(c), motion=engine.motion(c))
+            engine.predict_clip(c)
         latency = (time.perf_counter() - started) / len(clips)
         rows.append({"backend": backend, **{k: r["retrieval"][k] for k in ("top1", "mrr")},
                      "engine_top1": r["decisions"]["engine_top1"], "accept_rate": r["decisions"]["accept_rate"],

@@ -37,7 +37,8 @@ def export_onnx(model: SignTranslationModel, path: str | Path, opset: int = 18) 
     path = Path(path)
     module = SentenceEncoderExport(model.eval())
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=2, max=4096)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
+    for name in ("torch.onnx", "onnx_ir", "onnxscript"):  # e.g. "torchvision is not installed", "Replaced initializer"
+        logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

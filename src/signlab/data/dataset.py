@@ -21,6 +21,17 @@ def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
     return x[np.linspace(0, len(x) - 1, max_frames).round().astype(np.int64)]
 
 
+def pad_clips(clips: Sequence[np.ndarray], max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clips resampled to at most ``max_frames`` and zero-padded into one (B, T, D) float32
+    array, with their (B,) int64 lengths: a batch for inference."""
+    chunk = [resample_frames(c, max_frames) for c in clips]
+    lengths = np.array([len(c) for c in chunk], np.int64)
+    x = np.zeros((len(chunk), lengths.max(), chunk[0].shape[1]), np.float32)
+    for i, c in enumerate(chunk):
+        x[i, : len(c)] = c
+    return x, lengths
+
+
 class GlossDataset(Dataset):
     """Yields a clip's body-relative features with its CTC targets and decoder tokens.
 

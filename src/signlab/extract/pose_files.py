@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from signlab.atomic import atomic_write
 from signlab.data import pose
 from signlab.errors import SignlabError
 
@@ -72,7 +73,8 @@ def read_pose_file(path: str | Path) -> np.ndarray:
 
 
 def write_pose_file(path: str | Path, landmarks, fps: float, width: int, height: int) -> None:
-    """Write :class:`~signlab.extract.holistic.HolisticLandmarks` as pose-format's Holistic layout."""
+    """Write :class:`~signlab.extract.holistic.HolisticLandmarks` as pose-format's Holistic layout
+    (atomically)."""
     from pose_format import Pose
     from pose_format.numpy.pose_body import NumPyPoseBody
     from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
@@ -88,5 +90,5 @@ def write_pose_file(path: str | Path, landmarks, fps: float, width: int, height:
     masked = np.ma.masked_array(data, mask=np.repeat(conf[..., None] == 0, 3, axis=-1))
     header = PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=width, height=height, depth=1000),
                         components=holistic_components("XYZC"))
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         Pose(header, NumPyPoseBody(fps=fps, data=masked, confidence=conf)).write(f)

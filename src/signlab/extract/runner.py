@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from signlab.atomic import save_npy
 from signlab.data.pose import part_mask
 from signlab.errors import SignlabError
 from signlab.extract.holistic import clip_statistics
@@ -93,14 +94,6 @@ def plan(inputs: Sequence[str | Path], out: Path, shard: tuple[int, int] = (0, 1
     return [pair for k, pair in enumerate(ordered) if k % n == i]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- one worker process
 
 _extractor: Any = None
@@ -132,17 +125,14 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
             features = landmarks.features()
             if job.write_pose:
                 info = probe(video)
-                tmp = output.with_name(f".{output.stem}.pose.partial")
-                output.parent.mkdir(parents=True, exist_ok=True)
-                write_pose_file(tmp, landmarks, job.video.fps or info.fps, info.width, info.height)
-                os.replace(tmp, output.with_suffix(".pose"))
-            _atomic_save(mask_path(output), part_mask(features))
-            _atomic_save(output, features)  # last: its presence means the video is complete
+                write_pose_file(output.with_suffix(".pose"), landmarks, job.video.fps or info.fps, info.width, info.height)
+            save_npy(mask_path(output), part_mask(features))
+            save_npy(output, features)  # last: its presence means the video is complete
             stats = clip_statistics(features)
         else:
             frames = np.stack(list(iter_frames(video, job.video)))
             features = _extractor.extract(frames)
-            _atomic_save(output, features)
+            save_npy(output, features)
             stats = {"num_frames": len(frames), "num_windows": len(features)}
         return Outcome(video, output, "done", seconds=time.perf_counter() - started, stats=stats)
     except VideoError as exc:

@@ -40,13 +40,30 @@ def save_bundle(path: str | Path, config: Config, vocab: Vocabulary, stats: Feat
     config.save(path / "config.yaml")
     vocab.save(path / "vocab.json")
     stats.save(path / "stats.npz")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    save_weights(model, path)
     write_metrics(path, metrics or {})
     return path
 
 
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    (path / "metrics.json").write_text(json.dumps(metrics, indent=1))
+def save_weights(model: nn.Module, folder: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+
+
+def load_weights(model: nn.Module, folder: Path, device: str | torch.device = "cpu") -> None:
+    """``folder/model.safetensors`` into ``model``; a mismatch with the config is a clear error."""
+    try:
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+    except RuntimeError as exc:
+        raise SignlabError(f"{folder}/model.safetensors does not match config.yaml: {exc}") from exc
+
+
+def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
@@ -61,10 +78,5 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if config.model.input_dim != stats.dim:
         raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
     model = build_recognizer(config.model, stats.dim, len(vocab), stats)
-    try:
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
-    except RuntimeError as exc:
-        raise SignlabError(f"{path}/model.safetensors does not match config.yaml: {exc}") from exc
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return Bundle(config, vocab, stats, model.to(device).eval(), metrics)
+    load_weights(model, path, device)
+    return Bundle(config, vocab, stats, model.to(device).eval(), read_metrics(path))

@@ -18,7 +18,6 @@ the most clips while keeping accepted answers at least ``target_precision`` corr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +26,21 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
 from signlab.config import EngineConfig, SentenceConfig, parse_config
 from signlab.data import pose
-from signlab.data.dataset import resample_frames
+from signlab.data.dataset import pad_clips
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
 from signlab.data.sentence import sentence_key
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
+from signlab.inference.bundle import (
+    load_weights,
+    read_metrics,
+    save_weights,
+    write_metrics,
+)
 from signlab.models.sentence import SignTranslationModel
 from signlab.vocab import Vocabulary
 
@@ -91,11 +95,7 @@ def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dt
     whatever the model's scale)."""
     embs, seqs = [], []
     for start in range(0, len(clips), batch_size):
-        chunk = [resample_frames(c, seq_len) for c in clips[start : start + batch_size]]
-        lengths = np.array([len(c) for c in chunk], np.int64)
-        x = np.zeros((len(chunk), lengths.max(), chunk[0].shape[1]), np.float32)
-        for i, c in enumerate(chunk):
-            x[i, : len(c)] = c
+        x, lengths = pad_clips(clips[start : start + batch_size], seq_len)
         emb, proj = encoder(x, lengths)
         embs.append(emb)
         for i, n in enumerate(lengths):
@@ -206,13 +206,15 @@ class InferenceEngine:
 
     @classmethod
     def load(cls, run: str | Path, backend: str = "torch", device: str = "cpu") -> InferenceEngine:
-        bundle = load_sentence_bundle(run, device)
+        return cls.from_bundle(load_sentence_bundle(run, device), run, backend, device)
+
+    @classmethod
+    def from_bundle(cls, bundle: SentenceBundle, run: str | Path, backend: str = "torch",
+                    device: str = "cpu") -> InferenceEngine:
+        """The engine of a loaded bundle; ``backend="onnx"`` runs ``RUN/encoder.onnx``."""
         encoder: Encoder = TorchEncoder(bundle.model, device) if backend == "torch" else OnnxEncoder(Path(run) / "encoder.onnx")
         return cls(encoder, bundle.prep, bundle.bank, bundle.prototypes, bundle.config.engine, bundle.config.data.seq_len,
                    bundle.model.subsampling)
-
-    def motion(self, clip: np.ndarray) -> float:
-        return float(pose.motion_energy(clip).mean()) if len(clip) > 1 else 0.0
 
     def predict(self, features: np.ndarray, topk: int = 5) -> Prediction:
         """Decide on one raw clip (T, D) as the extractor wrote it."""
@@ -220,28 +222,39 @@ class InferenceEngine:
             clip = self.prep(np.asarray(features, np.float32), "query")
         except SignlabError:
             return Prediction(False, "no_signer", None, None, 0.0, 0.0)
-        return self.decide(*self.score(clip, topk), motion=self.motion(clip))
+        return self.predict_clip(clip, topk)
+
+    def predict_clip(self, clip: np.ndarray, topk: int = 5) -> Prediction:
+        """Decide on one preprocessed clip."""
+        return self.decide(*self.score(clip, topk), motion=pose.mean_motion(clip))
+
+    def encode(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and DTW sequences of preprocessed clips, resampled as the bank's were."""
+        return encode_clips(self.encoder, clips, self.seq_len, self.bank.sequences.shape[1], self.subsampling)
 
     def score(self, clip: np.ndarray, topk: int = 5) -> tuple[list[Candidate], np.ndarray]:
         """Candidates of a preprocessed clip, best first, and its embedding."""
-        frames = self.bank.sequences.shape[1]  # queries are resampled as the bank's clips were
-        emb, seq = encode_clips(self.encoder, [clip], self.seq_len, frames, self.subsampling)
-        cosine = self.bank.embeddings @ emb[0]
+        emb, seq = self.encode([clip])
+        return self.rank(emb[0], seq[0], topk), emb[0]
+
+    def rank(self, emb: np.ndarray, seq: np.ndarray, topk: int = 5) -> list[Candidate]:
+        """Candidates of an encoded clip (embedding, DTW sequence), best first."""
+        frames = self.bank.sequences.shape[1]
+        cosine = self.bank.embeddings @ emb
         n = min(len(cosine), max(topk, self.cfg.dtw.topk if self.cfg.dtw.enabled else topk))
         top = np.argpartition(-cosine, n - 1)[:n]
         top = top[np.argsort(-cosine[top])]
         blended, distances = cosine[top].astype(np.float64), [None] * n
         if self.cfg.dtw.enabled:
-            query = seq[0].astype(np.float64)
+            query = seq.astype(np.float64)
             for i, j in enumerate(top[: self.cfg.dtw.topk]):
                 d = dtw_distance(query, self.bank.sequences[j]) / frames  # mean step distance, 0 to 2
                 distances[i] = float(d)
                 blended[i] = self.cfg.dtw.alpha * cosine[j] + (1 - self.cfg.dtw.alpha) * (1 - d / 2)
         order = np.argsort(-blended, kind="stable")
-        candidates = [Candidate(r + 1, str(self.bank.clip_ids[top[i]]), str(self.bank.sentences[top[i]]),
-                                str(self.bank.texts[top[i]]), float(blended[i]), float(cosine[top[i]]), distances[i])
-                      for r, i in enumerate(order)]
-        return candidates, emb[0]
+        return [Candidate(r + 1, str(self.bank.clip_ids[top[i]]), str(self.bank.sentences[top[i]]),
+                          str(self.bank.texts[top[i]]), float(blended[i]), float(cosine[top[i]]), distances[i])
+                for r, i in enumerate(order)]
 
     def decide(self, candidates: list[Candidate], emb: np.ndarray, motion: float,
                threshold: float | None = None, margin: float | None = None) -> Prediction:
@@ -274,28 +287,61 @@ def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequ
               target_precision: float = 0.95) -> tuple[float, float, dict[str, float]]:
     """(sim_threshold, sim_margin) that accept the most validation clips while keeping accepted
     answers at least ``target_precision`` correct (the most precise pair if none reaches it)."""
-    rows = []
-    for clip, truth in zip(clips, truths):
-        cands, emb = engine.score(clip)
-        p = engine.decide(cands, emb, engine.motion(clip), threshold=-1.0, margin=0.0)
-        top = cands[0].similarity
-        rows.append((top, p.margin, p.reason != "prototype_disagreement", p.sentence == truth))
-    if not rows:
+    if not len(clips):
         raise SignlabError("no validation clips to calibrate the thresholds on")
-    top, gap, proto, right = (np.array(x) for x in zip(*rows))
+    embs, seqs = engine.encode(clips)
+    rows = []
+    for clip, emb, seq, truth in zip(clips, embs, seqs, truths):
+        cands = engine.rank(emb, seq)
+        p = engine.decide(cands, emb, pose.mean_motion(clip), threshold=-1.0, margin=0.0)
+        rows.append((cands[0].similarity, p.margin, p.reason != "prototype_disagreement", p.sentence == truth))
+    return choose_thresholds(*(np.array(x) for x in zip(*rows)), target_precision=target_precision)
+
+
+def choose_thresholds(top: np.ndarray, gap: np.ndarray, proto_ok: np.ndarray, right: np.ndarray,
+                      target_precision: float = 0.95, grid: int = 256) -> tuple[float, float, dict[str, float]]:
+    """The (threshold, margin) pair of :func:`calibrate`, from each clip's top score, margin to
+    the next sentence (NaN: never accepted), prototype agreement and correctness.
+
+    Candidate values are the clips' own scores and margins (rounded to 1e-4), at most ``grid``
+    of each (quantiles beyond that); ties go to the lowest threshold, then the lowest margin."""
+
+    def values(x: np.ndarray) -> np.ndarray:
+        x = np.round(x[np.isfinite(x)], 4)
+        if len(np.unique(x)) > grid:
+            x = np.quantile(x, np.linspace(0, 1, grid), method="lower")
+        return np.unique(x)
+
+    margins = np.unique(np.concatenate([[0.0], values(gap)]))
     best = None
-    for t in np.unique(np.round(top, 4)):
-        for m in (0.0, *np.unique(np.round(gap[np.isfinite(gap)], 4))):
-            accepted = (top >= t) & (gap >= m) & proto
-            if not accepted.any():
-                continue
-            precision, coverage = right[accepted].mean(), accepted.mean()
-            key = (precision >= target_precision, coverage if precision >= target_precision else precision, -t)
-            if best is None or key > best[0]:
-                best = (key, float(t), float(m), float(precision), float(coverage))
+    for t in values(top):  # every margin at once for each threshold: (margins, clips)
+        accepted = (top >= t) & (gap >= margins[:, None]) & proto_ok
+        n = accepted.sum(1)
+        if not n.any():
+            continue
+        precision = (accepted & right).sum(1) / np.maximum(n, 1)
+        meets = precision >= target_precision
+        score = np.where(meets, n / len(top), precision)
+        usable = (n > 0) & (meets == meets[n > 0].max())
+        i = int(np.argmax(np.where(usable, score, -np.inf)))
+        key = (bool(meets[i]), float(score[i]), -float(t))
+        if best is None or key > best[0]:
+            best = (key, float(t), float(margins[i]), float(precision[i]), float(n[i] / len(top)))
     if best is None:
         raise SignlabError("calibration found no threshold that accepts anything")
-    return best[1], best[2], {"precision": best[3], "coverage": best[4], "clips": len(rows)}
+    return best[1], best[2], {"precision": best[3], "coverage": best[4], "clips": len(top)}
+
+
+def calibrate_config(engine: InferenceEngine, held_out: ScanResult, prep: Preprocessor,
+                     cfg: SentenceConfig) -> tuple[SentenceConfig, dict[str, Any]]:
+    """A copy of ``cfg`` with thresholds calibrated on ``held_out`` clips (the engine adopts
+    them too), and what the calibration found."""
+    t, m, info = calibrate(engine, held_out.all_features(prep), [sentence_key(s) for s in held_out.samples],
+                           cfg.engine.target_precision)
+    cfg = cfg.model_copy(deep=True)
+    cfg.engine.sim_threshold, cfg.engine.sim_margin = round(t, 4), round(m, 4)
+    engine.cfg = cfg.engine
+    return cfg, {"sim_threshold": t, "sim_margin": m, **info}
 
 
 # ----------------------------------------------------------------------------- bundle
@@ -326,14 +372,10 @@ def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundl
     config = parse_config(yaml.safe_load((path / "config.yaml").read_text()) or {}, str(path / "config.yaml"), SentenceConfig)
     vocab, stats = Vocabulary.load(path / "vocab.json"), FeatureStats.load(path / "stats.npz")
     model = SignTranslationModel(stats.dim, len(vocab), config.model)
-    try:
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
-    except RuntimeError as exc:
-        raise SignlabError(f"{path}/model.safetensors does not match config.yaml: {exc}") from exc
+    load_weights(model, path, device)
     model.frontend.normalize.set_stats(stats.mean, stats.std)
-    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
     return SentenceBundle(config, vocab, stats, model.to(device).eval(), EmbeddingBank.load(path / "bank.npz"),
-                          Prototypes.load(path / "prototypes.npz"), metrics)
+                          Prototypes.load(path / "prototypes.npz"), read_metrics(path))
 
 
 def build_bank(encoder: Encoder, scan_result: ScanResult, prep: Preprocessor, cfg: SentenceConfig,
@@ -355,23 +397,17 @@ def build_sentence_bundle(out: Path, cfg: SentenceConfig, data, model: SignTrans
     protos = bank.prototypes(cfg.engine.prototype_min_clips)
     engine = InferenceEngine(encoder, data.prep, bank, protos, cfg.engine, cfg.data.seq_len, model.subsampling)
     if cfg.engine.calibration == "dev":
-        dev = data.splits["dev"]
-        t, m, info = calibrate(engine, dev.all_features(data.prep), [sentence_key(s) for s in dev.samples],
-                               cfg.engine.target_precision)
-        cfg = cfg.model_copy(deep=True)
-        cfg.engine.sim_threshold, cfg.engine.sim_margin = round(t, 4), round(m, 4)
-        engine.cfg = cfg.engine
-        metrics["calibration"] = {"sim_threshold": t, "sim_margin": m, **info}
+        cfg, metrics["calibration"] = calibrate_config(engine, data.splits["dev"], data.prep, cfg)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_weights(model, out)
     bank.save(out / "bank.npz")
     protos.save(out / "prototypes.npz")
     bundle = SentenceBundle(cfg, data.vocab, data.stats, model, bank, protos, metrics)
     for split, rows in (("dev", data.splits["dev"].samples), ("test", [s for s in samples if s.split == "test"])):
         if rows:
             metrics[split] = evaluate_sentence_samples(bundle, engine, rows, split)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_metrics(out, metrics)
     return out
 
 
@@ -389,7 +425,7 @@ def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[s
     rows = [s for s in samples if s.split in splits]
     if not rows:
         raise SignlabError(f"the manifest has no rows in the splits {', '.join(splits)}")
-    prep, cfg = bundle.prep, bundle.config.model_copy(deep=True)
+    prep, cfg = bundle.prep, bundle.config
 
     def check(s: Sample, x: np.ndarray):
         return None if s.text else ("no_text", f"{s.where}: no text")
@@ -405,11 +441,8 @@ def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[s
         held = scan([s for s in samples if s.split == calibrate_on and s.id not in in_bank and s.text], prep,
                     desc=f"calibrating on {calibrate_on}")
         engine = InferenceEngine(encoder, prep, bank, protos, cfg.engine, cfg.data.seq_len, bundle.model.subsampling)
-        t, m, stats = calibrate(engine, held.all_features(prep), [sentence_key(s) for s in held.samples],
-                                cfg.engine.target_precision)
-        cfg.engine.sim_threshold, cfg.engine.sim_margin = round(t, 4), round(m, 4)
+        cfg, info["calibration"] = calibrate_config(engine, held, prep, cfg)
         cfg.save(run / "config.yaml")
-        info["calibration"] = {"sim_threshold": t, "sim_margin": m, **stats}
     bank.save(run / "bank.npz")
     protos.save(run / "prototypes.npz")
     return info

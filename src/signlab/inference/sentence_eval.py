@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from signlab.data.dataset import resample_frames
+from signlab.data import pose
+from signlab.data.dataset import pad_clips
 from signlab.data.features import report_exclusions, scan
 from signlab.data.manifest import Sample
 from signlab.data.sentence import sentence_key, variations
@@ -28,12 +29,8 @@ def translate_clips(bundle: SentenceBundle, clips: Sequence[np.ndarray], batch_s
     model, opts, out = bundle.model, bundle.config.decoding, []
     device = next(model.parameters()).device
     for start in range(0, len(clips), batch_size):
-        chunk = [resample_frames(c, bundle.config.data.seq_len) for c in clips[start : start + batch_size]]
-        lengths = torch.tensor([len(c) for c in chunk])
-        x = torch.zeros(len(chunk), int(lengths.max()), chunk[0].shape[1])
-        for i, c in enumerate(chunk):
-            x[i, : len(c)] = torch.from_numpy(c)
-        enc = model.encode(x.to(device), lengths.to(device))
+        x, lengths = pad_clips(clips[start : start + batch_size], bundle.config.data.seq_len)
+        enc = model.encode(torch.from_numpy(x).to(device), torch.from_numpy(lengths).to(device))
         text_limit = torch.full_like(enc.lengths, opts.max_len)  # words are not tied to frames, unlike glosses
         nbest = beam_search(model.decoder, enc.context, enc.padding_mask, text_limit, opts.beam_size, opts.max_len,
                             opts.length_penalty)
@@ -56,7 +53,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     clips = result.all_features(prep)
     truths = [sentence_key(s) for s in result.samples]
     keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}
-    emb, _ = encode_clips(engine.encoder, clips, cfg.data.seq_len, cfg.engine.dtw.frames, engine.subsampling)
+    emb, seqs = engine.encode(clips)
     retrieval = retrieval_metrics(emb, np.array([keys[t] for t in truths]), bundle.bank.embeddings,
                                   np.array([keys[k] for k in bundle.bank.sentences.tolist()]))
     halves = [(c[0::2], c[1::2]) if len(c) >= 4 else (c, c) for c in clips]
@@ -66,7 +63,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     off = sims - 2 * np.eye(len(sims))
     alignment = {"inst_top1": float((sims.argmax(1) == np.arange(len(sims))).mean()),
                  "pos_sim": float(np.diag(sims).mean()), "neg_sim": float(off.max(1).mean()) if len(sims) > 1 else 0.0}
-    preds = [engine.decide(*engine.score(c), motion=engine.motion(c)) for c in clips]
+    preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c)) for c, e, q in zip(clips, emb, seqs)]
     accepted = [p.sentence == t for p, t in zip(preds, truths) if p.accepted]
     decisions = {
         "engine_top1": float(np.mean([p.sentence == t for p, t in zip(preds, truths)])),

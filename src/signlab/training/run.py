@@ -83,11 +83,33 @@ def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress
     return trainer, best
 
 
-def load_best(module: L.LightningModule, best: ModelCheckpoint, latest: Path) -> int:
-    """Put the best checkpoint's weights into ``module``; returns that checkpoint's epoch."""
+def run_inputs(out: Path, resume: bool) -> tuple[Vocabulary | None, FeatureStats | None]:
+    """A resumed run's vocabulary and statistics (a new run builds its own from train)."""
+    return (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
+
+
+def save_run_inputs(out: Path, cfg, vocab: Vocabulary, stats: FeatureStats) -> None:
+    """Config (resolved), vocabulary and statistics, written before training by the launcher only."""
+    if is_launcher_process():
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+        vocab.save(out / "vocab.json")
+        stats.save(out / "stats.npz")
+
+
+def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, datamodule: L.LightningDataModule,
+        latest: Path, resume: bool) -> dict | None:
+    """Train (from ``latest`` when resuming); on the main process, put the best checkpoint's
+    weights into ``module`` and return what the run did. Other DDP processes get None."""
+    started = time.time()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(latest) if resume else None)
+    if not trainer.is_global_zero:
+        return None
     checkpoint = torch.load(best.best_model_path or str(latest), map_location="cpu", weights_only=True)
     module.load_state_dict(checkpoint["state_dict"])
-    return checkpoint["epoch"]
+    return {"best_epoch": checkpoint["epoch"], "epochs": trainer.current_epoch,
+            "train_time_s": round(time.time() - started, 1),
+            "parameters": sum(p.numel() for p in module.model.parameters())}
 
 
 def train(
@@ -102,32 +124,22 @@ def train(
     """Train a gloss recogniser; returns the run folder (a loadable bundle once done)."""
     out = Path(out)
     latest = check_run_dir(out, resume)
-    primary = is_launcher_process()
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     samples = read_manifests(manifests, features_dir)
-    vocab, stats = (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
+    vocab, stats = run_inputs(out, resume)
     data = prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
     cfg = data.config
-    if primary:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.yaml")
-        data.vocab.save(out / "vocab.json")
-        data.stats.save(out / "stats.npz")
+    save_run_inputs(out, cfg, data.vocab, data.stats)
+    if is_launcher_process():
         data.write_exclusions(out / "excluded.csv")
 
     t = cfg.training
     trainer, best = make_trainer(t, out, "dev_wer", "min", progress)
     module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-    started = time.time()
-    trainer.fit(module, datamodule=GlossDataModule(data), ckpt_path=str(latest) if resume else None)
-    if not trainer.is_global_zero:
+    metrics = fit(trainer, best, module, GlossDataModule(data), latest, resume)
+    if metrics is None:
         return out
-
-    metrics = {
-        "model": cfg.model.type, "best_epoch": load_best(module, best, latest), "epochs": trainer.current_epoch,
-        "train_time_s": round(time.time() - started, 1),
-        "parameters": sum(p.numel() for p in module.model.parameters()),
-    }
+    metrics = {"model": cfg.model.type, **metrics}
     recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
     for split in ("dev", "test"):
         rows = [s for s in samples if s.split == split]

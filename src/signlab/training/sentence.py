@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,11 +64,6 @@ class SentenceData:
         return [e for r in self.splits.values() for e in r.excluded]
 
 
-def mean_motion(features: np.ndarray) -> float:
-    """Average frame-to-frame motion, in body units for pose."""
-    return float(pose.motion_energy(features).mean()) if len(features) > 1 else 0.0
-
-
 def assign_splits(samples: Sequence[Sample], cfg: SentenceConfig) -> tuple[list[Sample], list[Sample]]:
     """Train and validation rows, as ``data.split`` says (test rows are never used here)."""
     usable = [s for s in samples if s.split != "test"]
@@ -95,8 +89,9 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
         if not sample.text:
             return "no_text", f"{sample.where}: the text / sentence column is empty"
-        if cfg.data.motion_floor and mean_motion(features) < cfg.data.motion_floor:
-            return "low_motion", f"{sample.where}: mean motion {mean_motion(features):.2e} < {cfg.data.motion_floor:.2e}"
+        motion = pose.mean_motion(features) if cfg.data.motion_floor else None
+        if motion is not None and motion < cfg.data.motion_floor:
+            return "low_motion", f"{sample.where}: mean motion {motion:.2e} < {cfg.data.motion_floor:.2e}"
         return None
 
     running = RunningStats(dim) if stats is None else None
@@ -251,32 +246,25 @@ def train_sentence(manifests: Sequence[str | Path], cfg: SentenceConfig, out: st
     from signlab.report import SENTENCE_PANELS, plot_training_curves, write_history_csv
     from signlab.training.run import (
         check_run_dir,
-        is_launcher_process,
-        load_best,
+        fit,
         make_trainer,
+        run_inputs,
+        save_run_inputs,
     )
 
     out = Path(out)
     latest = check_run_dir(out, resume)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     samples = read_manifests(manifests, features_dir)
-    vocab, stats = (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
+    vocab, stats = run_inputs(out, resume)
     data = prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats)
     cfg = data.config
-    if is_launcher_process():
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.yaml")
-        data.vocab.save(out / "vocab.json")
-        data.stats.save(out / "stats.npz")
+    save_run_inputs(out, cfg, data.vocab, data.stats)
     trainer, best = make_trainer(cfg.training, out, MONITOR, "max", progress)
     module = SentenceModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-    started = time.time()
-    trainer.fit(module, datamodule=SentenceDataModule(data), ckpt_path=str(latest) if resume else None)
-    if not trainer.is_global_zero:
+    metrics = fit(trainer, best, module, SentenceDataModule(data), latest, resume)
+    if metrics is None:
         return out
-    metrics = {"best_epoch": load_best(module, best, latest), "epochs": trainer.current_epoch,
-               "train_time_s": round(time.time() - started, 1),
-               "parameters": sum(p.numel() for p in module.model.parameters())}
     build_sentence_bundle(out, cfg, data, module.model.eval(), samples, metrics)
     plot_training_curves(out / "metrics.jsonl", out / "curves.png", SENTENCE_PANELS)
     write_history_csv(out / "metrics.jsonl", out / "training_history.csv")
