@@ -46,6 +46,11 @@ def variations(sample: Sample) -> list[str]:
     return texts
 
 
+def even_odd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's even and odd frames: its two views (a clip under 4 frames is both)."""
+    return (x[0::2], x[1::2]) if len(x) >= 4 else (x, x)
+
+
 def split_by_sentence(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Train / validation with no sentence in both. Sentences with a single clip stay in train
     (a lone validation clip has nothing to be retrieved against); about ``val_fraction`` of the
@@ -110,7 +115,7 @@ class SentenceDataset(Dataset):
         x = self.scan.features(index, self.prep)
         sample = self.samples[index]
         item = {"id": sample.id, "label": self.labels[sentence_key(sample)], "text": sample.text}
-        halves = (x[0::2], x[1::2]) if len(x) >= 4 else (x, x)
+        halves = even_odd(x)
         if self.views is None:
             item["a"] = torch.from_numpy(np.ascontiguousarray(resample_frames(x, self.seq_len)))
             if self.halves:

@@ -15,7 +15,7 @@ from signlab.data import pose
 from signlab.data.dataset import pad_clips
 from signlab.data.features import report_exclusions, scan
 from signlab.data.manifest import Sample
-from signlab.data.sentence import sentence_key, variations
+from signlab.data.sentence import even_odd, sentence_key, variations
 from signlab.decoding.beam import beam_search
 from signlab.errors import SignlabError
 from signlab.inference.engine import InferenceEngine, SentenceBundle, encode_clips
@@ -56,7 +56,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     emb, seqs = engine.encode(clips)
     retrieval = retrieval_metrics(emb, np.array([keys[t] for t in truths]), bundle.bank.embeddings,
                                   np.array([keys[k] for k in bundle.bank.sentences.tolist()]))
-    halves = [(c[0::2], c[1::2]) if len(c) >= 4 else (c, c) for c in clips]
+    halves = [even_odd(c) for c in clips]
     a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     sims = a @ b.T
