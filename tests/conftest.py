@@ -31,6 +31,15 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return generate_corpus(out, CorpusSpec(train_signers=3, dev_signers=1, test_signers=1, clips_per_signer=12, seed=3))
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
+    """A gloss bundle trained for one epoch on ``tiny_corpus``: read it, copy it before changing it."""
+    from signlab.training.run import train
+
+    cfg = load_config(REPO / "configs" / "hybrid.yaml", [*TINY_MODEL, "training.epochs=1"])
+    return train([tiny_corpus], cfg, tmp_path_factory.mktemp("tiny_run") / "run", progress=False)
+
+
 @pytest.fixture
 def tiny_config():
     def make(*overrides: str):
@@ -45,10 +54,11 @@ def rng() -> np.random.Generator:
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
-    """Run ``signlab ARGS`` in a fresh process, as a user would."""
+    """Run ``signlab ARGS`` in a fresh process, as a user would, in a narrow terminal: what the
+    tests read must not depend on the width."""
     return subprocess.run(
         [sys.executable, "-m", "signlab.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **env},
+        env={**os.environ, "COLUMNS": "40", **env},
     )
 
 

@@ -47,3 +47,34 @@ def test_missing_or_invalid_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: [1, 2")
     with pytest.raises(SignlabError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  d_model: 64\n  nhead: [4\n")
+    with pytest.raises(SignlabError) as err:
+        load_config(bad)
+    assert f"{bad}:4:" in str(err.value) and "<unicode string>" not in str(err.value)
+
+
+def test_set_error_blames_the_override_not_the_file():
+    with pytest.raises(SignlabError) as err:
+        load_config(REPO / "configs" / "hybrid.yaml", ["training.epochs=lots"])
+    assert str(err.value).startswith("--set training.epochs=lots: ") and "hybrid.yaml" not in str(err.value)
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["model.d_model=30", "model.nhead=4"], r"model.d_model=30 must be divisible by model.nhead=4 \(e.g. model.d_model=28 or 32\)"),
+    (["model.d_model=33", "model.nhead=3"], "model.d_model=33 must be even"),
+    (["model.nhead=0"], "model.nhead"),
+])
+def test_attention_width_that_heads_cannot_split_is_a_config_error(sets, message):
+    with pytest.raises(SignlabError, match=message):
+        load_config(REPO / "configs" / "hybrid.yaml", sets)
+
+
+def test_sentence_width_that_heads_cannot_split_is_a_config_error():
+    from signlab.config import SentenceConfig
+
+    with pytest.raises(SignlabError, match="model.embed_dim=100 must be divisible by model.attn_heads=3"):
+        load_config(None, ["model.embed_dim=100", "model.attn_heads=3"], SentenceConfig)

@@ -47,3 +47,27 @@ def test_phoenix_corpus_files_are_read_as_they_are(tmp_path):
     assert s.text.startswith("regen und schnee")
     with pytest.raises(SignlabError, match="cannot tell the split"):
         read_manifest(write(tmp_path / "corpus.csv", m.read_text()))
+
+
+@pytest.mark.parametrize("encoding, message", [("latin-1", "line 3: byte 0xe9 is not UTF-8"),
+                                               ("utf-16", "is UTF-16 text: save it as UTF-8")])
+def test_manifest_not_in_utf8_is_a_one_line_error_naming_the_line(tmp_path, encoding, message):
+    m = tmp_path / "m.csv"
+    m.write_bytes("id,split,features,glosses,text\na,train,a.npy,X,ok\nb,train,b.npy,Y,caf\u00e9\n".encode(encoding))
+    with pytest.raises(SignlabError, match=message) as err:
+        read_manifest(m)
+    assert str(m) in str(err.value)
+
+
+def test_manifest_with_a_utf8_bom_reads_like_one_without(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_bytes("\ufeffid,split,features\na,train,a.npy\n".encode("utf-8"))
+    assert [s.id for s in read_manifest(m)] == ["a"]
+
+
+def test_manifest_that_is_a_folder_or_bad_csv_is_named(tmp_path):
+    with pytest.raises(SignlabError, match="is a folder"):
+        read_manifest(tmp_path)
+    bad = write(tmp_path / "p.train.corpus.csv", "name|video|start|end|speaker|orth|translation\nonly-a-name\n")
+    with pytest.raises(SignlabError, match="line 2: expected 7"):
+        read_manifest(bad)

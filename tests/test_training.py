@@ -182,3 +182,16 @@ def test_ddp_with_two_cpu_processes(tiny_corpus, tmp_path):
     steps = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert max(s["step"] for s in steps) == 2
     assert (tmp_path / "ddp" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("features, message", [
+    (np.full((20, 540), np.nan, np.float32), "has 10800 NaN/inf values"),
+    (np.zeros((20, 100), np.float32), "has 100 dims per frame, expected 540"),
+    (np.zeros(540, np.float32), "has shape \\(540,\\), expected \\(frames, dims\\)"),
+    (np.zeros((0, 540), np.float32), "has 0 frames"),
+    ([["a"] * 540], "not real numbers"),
+])
+def test_python_api_applies_the_same_checks_as_the_cli(tiny_run, features, message):
+    recognizer = Recognizer.load(tiny_run)
+    with pytest.raises(SignlabError, match=message):
+        recognizer.recognize(features)

@@ -32,7 +32,7 @@ def test_bad_vocabulary_files_are_clear_errors(tmp_path):
     with pytest.raises(SignlabError, match="must start with"):
         Vocabulary(["A", "B"])
     (tmp_path / "v.json").write_text("{not json")
-    with pytest.raises(SignlabError, match="cannot read vocabulary"):
+    with pytest.raises(SignlabError, match="is not a readable vocabulary"):
         Vocabulary.load(tmp_path / "v.json")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
+from signlab.atomic import write_json
 from signlab.config import ExtractConfig
 from signlab.errors import SignlabError
 
@@ -19,12 +22,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _console(stderr: bool = False) -> Console:
-    """Rich console; tables stay readable in logs, where Rich would assume 80 columns."""
+    """Rich console whose lines are never wrapped (``soft_wrap``), so paths and numbers that
+    scripts read stay on one line whatever the terminal width; tables get 120 columns where there
+    is no terminal (Rich would assume 80)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 120)
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 120)
 
 
 console = _console(stderr=True)
+
+
+def _log_handler() -> logging.Handler:
+    """Rich's log lines on a terminal; plain, unwrapped ``LEVEL message`` lines in a pipe or file."""
+    if sys.stderr.isatty():
+        return RichHandler(console=console, show_path=False, show_time=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    return handler
 
 Manifests = Annotated[list[Path], typer.Option("--manifest", "-m", help="manifest CSV (repeat for several)")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
@@ -32,8 +46,7 @@ Sets = Annotated[list[str] | None, typer.Option("--set", help="override a config
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, show_time=False)])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[_log_handler()])
 
 
 @app.command()
@@ -55,12 +68,11 @@ def train(
     features_dir: Annotated[Path | None, typer.Option(help="feature folder for PHOENIX corpus files")] = None,
 ) -> None:
     """Train a gloss recogniser on a manifest."""
-    from signlab.config import builtin_config, load_config
-    from signlab.training.run import is_launcher_process
+    from signlab.config import Config
+    from signlab.training.run import is_launcher_process, run_config
     from signlab.training.run import train as run_train
 
-    base = out / "config.yaml" if resume else (config or builtin_config("hybrid"))
-    cfg = load_config(base, set_ or [])
+    cfg = run_config(out, config, set_ or [], resume, "hybrid", Config)
     run = run_train(manifest, cfg, out, resume=resume, features_dir=features_dir)
     if is_launcher_process():
         _print_metrics(run / "metrics.json")
@@ -86,6 +98,7 @@ def evaluate(
 
     from signlab.inference.recognizer import evaluate as run_evaluate
 
+    _writable(output)
     results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
                            beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
     _console().print_json(json.dumps(results))
@@ -99,6 +112,21 @@ Out = Annotated[Path, typer.Option(help="output folder (features, manifest.csv, 
 Workers = Annotated[int, typer.Option(help="worker processes")]
 Shard = Annotated[str, typer.Option(help="i/n: take every n-th video starting at the i-th (0-based)")]
 Fps = Annotated[float | None, typer.Option(help="resample to this frame rate (0 = as recorded)")]
+
+
+def _writable(path: Path | None) -> Path | None:
+    """Check an output file's place before the work starts, not after (its folder is created)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise SignlabError(f"{path} is a folder: give the file to write, e.g. {path / 'result.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SignlabError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise SignlabError(f"cannot write {path}: its folder is not writable")
+    return path
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -164,13 +192,13 @@ def recognize(
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
     """Glosses signed in a video, with where each one was signed."""
-    import json
     import time
 
     from signlab.extract.pipeline import video_features
     from signlab.extract.video import probe
     from signlab.inference.recognizer import Recognizer
 
+    _writable(json_out)
     probe(video)  # a missing or unreadable video fails here, before the model loads
     recognizer = Recognizer.load(model, device, method=decode, beam_size=beam_size)
     vf = video_features(video, recognizer.bundle.stats.dim, recognizer.config.extract, i3d_weights)
@@ -189,7 +217,7 @@ def recognize(
     if segments:
         out.print("CTC alignment: " + "  ".join(f"{s['gloss']} {s['start']:.2f}-{s['end']:.2f}s" for s in segments))
     if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=1))
+        write_json(json_out, result)
 
 
 sentence_app = typer.Typer(no_args_is_help=True, help="Sentence translation and retrieval (the SignTalk workflow).")
@@ -208,12 +236,12 @@ def sentence_train(
     features_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Train the sentence model: SupCon on two views + text decoder + masked frames."""
-    from signlab.config import SentenceConfig, builtin_config, load_config
-    from signlab.training.run import is_launcher_process
+    from signlab.config import SentenceConfig
+    from signlab.training.run import is_launcher_process, run_config
     from signlab.training.sentence import train_sentence
 
-    base = out / "config.yaml" if resume else (config or builtin_config("sentence"))
-    run = train_sentence(manifest, load_config(base, set_ or [], SentenceConfig), out, resume=resume, features_dir=features_dir)
+    cfg = run_config(out, config, set_ or [], resume, "sentence", SentenceConfig)
+    run = train_sentence(manifest, cfg, out, resume=resume, features_dir=features_dir)
     if is_launcher_process():
         _print_metrics(run / "metrics.json", _sentence_line)
 
@@ -229,6 +257,7 @@ def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
     from signlab.inference.sentence_eval import evaluate_sentence_samples
 
+    _writable(output)
     rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
     if not rows:
         raise SignlabError(f"the manifest has no rows with split {split!r}")
@@ -246,7 +275,14 @@ def sentence_index(run: Run, manifest: Manifests,
     from signlab.inference.engine import reindex
 
     info = reindex(run, manifest, splits.split(","), calibrate_on, features_dir)
-    _console().print(info)
+    out = _console()
+    out.print(f"{run / 'bank.npz'}: {info['clips']} clips of {info['sentences']} sentences, "
+              f"{info['prototypes']} sentence prototypes")
+    if "calibration" in info:
+        c = info["calibration"]
+        out.print(f"thresholds calibrated on {calibrate_on} ({c['clips']} clips): sim_threshold {c['sim_threshold']:.3f}, "
+                  f"sim_margin {c['sim_margin']:.3f}; accepts {c['coverage']:.0%}, {c['precision']:.1%} of them right "
+                  f"-> {run / 'config.yaml'}")
 
 
 @sentence_app.command("predict")
@@ -254,11 +290,11 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
                      json_out: Annotated[Path | None, typer.Option("--json")] = None, backend: Backend = "torch",
                      topk: Annotated[int, typer.Option()] = 5) -> None:
     """Retrieve the sentence of each clip, with the accept / reject decision and its reason."""
-    import json
 
     from signlab.data.features import load_features
     from signlab.inference.engine import InferenceEngine
 
+    _writable(json_out)
     engine = InferenceEngine.load(run, backend)
     results = {}
     for path in features:
@@ -266,7 +302,7 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
         results[str(path)] = p.as_dict()
         _print_prediction(path.name, p)
     if json_out is not None:
-        json_out.write_text(json.dumps(results, indent=1))
+        write_json(json_out, results)
 
 
 @sentence_app.command("export")
@@ -308,13 +344,13 @@ def translate(
     backend: Backend = "torch",
 ) -> None:
     """The sentence signed in a video: retrieved with a confidence and a decision, and generated."""
-    import json
 
     from signlab.extract.pipeline import video_features
     from signlab.extract.video import probe
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
     from signlab.inference.sentence_eval import translate_clips
 
+    _writable(json_out)
     probe(video)
     bundle = load_sentence_bundle(model)
     engine = InferenceEngine.from_bundle(bundle, model, backend)
@@ -325,8 +361,8 @@ def translate(
     _print_prediction(video.name, prediction)
     _console().print(f"generated: [bold]{generated}[/]")
     if json_out is not None:
-        json_out.write_text(json.dumps({"video": str(video), "retrieval": prediction.as_dict(), "generated": generated,
-                                        "frames": vf.frames, "fps": vf.fps}, indent=1))
+        write_json(json_out, {"video": str(video), "retrieval": prediction.as_dict(), "generated": generated,
+                              "frames": vf.frames, "fps": vf.fps})
 
 
 def _print_prediction(name: str, p) -> None:
@@ -344,8 +380,10 @@ def _gloss_line(r: dict) -> str:
 
 
 def _sentence_line(r: dict) -> str:
+    from signlab.demo import percent
+
     return (f"retrieval top-1 {r['retrieval']['top1']:.3f} (MRR {r['retrieval']['mrr']:.3f}); engine accepts "
-            f"{r['decisions']['accept_rate']:.0%}, {r['decisions']['accepted_accuracy']:.1%} of them right; "
+            f"{r['decisions']['accept_rate']:.0%}, {percent(r['decisions']['accepted_accuracy'])} of them right; "
             f"translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
 
 
@@ -364,8 +402,8 @@ def main() -> None:
     try:
         app()
     except SignlabError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from signlab.errors import SignlabError
 
@@ -22,32 +22,49 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class _Root(_Section):
+def check_attention_width(width: int, heads: int, width_key: str, heads_key: str) -> None:
+    """Attention splits the width evenly over the heads, and sinusoidal positions need an even width."""
+    if width % heads:
+        near = [w for w in (width - width % heads, width - width % heads + heads) if w > 0]
+        raise ValueError(f"{width_key}={width} must be divisible by {heads_key}={heads} "
+                         f"(e.g. {width_key}={' or '.join(map(str, near))})")
+    if width % 2:
+        raise ValueError(f"{width_key}={width} must be even (sinusoidal positions pair sine and cosine)")
+
+
+class RootConfig(_Section):
     """A whole config: what is saved as a bundle's config.yaml."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from signlab.atomic import write_text
+
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
 
 
 class ModelConfig(_Section):
     type: Literal["hybrid", "tcn"] = "hybrid"
     input_dim: int | None = Field(None, description="feature dim; null = taken from the data")
-    d_model: int = 512
-    nhead: int = 8
-    num_encoder_layers: int = 6
-    num_decoder_layers: int = 3
-    dim_feedforward: int = 2048
-    dropout: float = 0.1
+    d_model: int = Field(512, ge=2)
+    nhead: int = Field(8, ge=1)
+    num_encoder_layers: int = Field(6, ge=1)
+    num_decoder_layers: int = Field(3, ge=1)
+    dim_feedforward: int = Field(2048, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
     subsampling: Literal[1, 2, 4, "auto"] = Field(
         "auto", description="time reduction before the encoder; auto = 4 for 25 fps pose, 1 for window features (I3D)"
     )
-    tcn_kernel_size: int = 5
+    tcn_kernel_size: int = Field(5, ge=1)
     ctc_weight: float = Field(0.3, ge=0)
     ce_weight: float = Field(0.7, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        check_attention_width(self.d_model, self.nhead, "model.d_model", "model.nhead")
+        return self
 
 
 class TrainingConfig(_Section):
@@ -144,7 +161,7 @@ class DecodingConfig(_Section):
     phoenix_cleanup: bool = False
 
 
-class Config(_Root):
+class Config(RootConfig):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data: DataConfig = DataConfig()
@@ -159,14 +176,19 @@ class Config(_Root):
 
 class SentenceModelConfig(_Section):
     input_dim: int | None = None
-    proj_dim: int = 160
-    embed_dim: int = 256
-    attn_heads: int = 4
-    encoder_layers: int = 4
-    encoder_ff_dim: int = 512
-    encoder_dropout: float = 0.1
-    decoder_layers: int = 2
+    proj_dim: int = Field(160, ge=1)
+    embed_dim: int = Field(256, ge=2)
+    attn_heads: int = Field(4, ge=1)
+    encoder_layers: int = Field(4, ge=1)
+    encoder_ff_dim: int = Field(512, ge=1)
+    encoder_dropout: float = Field(0.1, ge=0, lt=1)
+    decoder_layers: int = Field(2, ge=1)
     subsampling: Literal[1, 2, 4, "auto"] = 1
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        check_attention_width(self.embed_dim, self.attn_heads, "model.embed_dim", "model.attn_heads")
+        return self
 
 
 class SentenceDataConfig(_Section):
@@ -225,7 +247,7 @@ class SentenceTrainingConfig(TrainingConfig):
     retrieval_eval_every: int = Field(1, ge=1)
 
 
-class SentenceConfig(_Root):
+class SentenceConfig(RootConfig):
     model: SentenceModelConfig = SentenceModelConfig()
     training: SentenceTrainingConfig = SentenceTrainingConfig()
     data: SentenceDataConfig = SentenceDataConfig()
@@ -260,35 +282,65 @@ def builtin_config(name: str) -> Path:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                schema: type[_Root] | None = None):
+                schema: type[RootConfig] | None = None):
     """Read ``path`` (or the defaults), apply ``key=value`` overrides, validate against ``schema``
-    (:class:`Config`, or :class:`SentenceConfig` for the sentence pipeline)."""
+    (:class:`Config`, or :class:`SentenceConfig` for the sentence pipeline). An error names the
+    file and line, or the ``--set`` that caused it."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise SignlabError(f"cannot read config {path}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise SignlabError(f"config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SignlabError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+        data = read_yaml_mapping(Path(path), "config")
+    set_keys = {}
     for item in overrides:
-        _apply_override(data, item)
-    return parse_config(data, source, schema or Config)
+        set_keys[_apply_override(data, item)] = item
+    return parse_config(data, source, schema or Config, set_keys)
 
 
-def parse_config(data: dict[str, Any], source: str = "config", schema: type[_Root] | None = None):
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping; any problem is a SignlabError naming the file (and line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SignlabError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SignlabError(f"{what} {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SignlabError(f"{what} {where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SignlabError(f"{what} {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_config(data: dict[str, Any], source: str = "config", schema: type[RootConfig] | None = None,
+                 set_keys: dict[str, str] | None = None):
+    """Validate ``data``; errors in keys given with ``--set`` (``set_keys``: key -> the override)
+    blame the override, the others ``source``."""
     schema = schema or Config
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        raise SignlabError(f"{source}: " + "; ".join(_explain(e, schema) for e in exc.errors())) from None
+        errors = exc.errors()
+        set_keys = set_keys or {}
+        blamed = [set_keys.get(".".join(map(str, e["loc"]))) for e in errors]
+        if all(blamed):
+            where = "--set " + ", --set ".join(dict.fromkeys(b for b in blamed if b))
+        elif any(blamed) and source != "defaults":
+            where = f"{source} with --set {', '.join(set_keys.values())}"
+        else:
+            where = source
+        raise SignlabError(f"{where}: " + "; ".join(_explain(e, schema) for e in errors)) from None
 
 
-def _apply_override(data: dict[str, Any], item: str) -> None:
+def _apply_override(data: dict[str, Any], item: str) -> str:
+    """Put ``section.key=value`` into ``data``; returns the key."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise SignlabError(f"--set expects key=value (e.g. training.epochs=3), got {item!r}")
@@ -298,7 +350,11 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         node = node.setdefault(s, {})
         if not isinstance(node, dict):
             raise SignlabError(f"--set {item}: {s} is not a section")
-    node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        node[leaf] = raw  # not a YAML scalar: validated as the string it is
+    return key.strip()
 
 
 def _explain(error: dict[str, Any], schema: type[BaseModel] | None = None) -> str:
@@ -312,4 +368,6 @@ def _explain(error: dict[str, Any], schema: type[BaseModel] | None = None) -> st
         close = difflib.get_close_matches(leaf, valid, n=1)
         hint = f" (did you mean {'.'.join([*map(str, section_path), close[0]])!r}?)" if close else ""
         return f"unknown key {loc!r}{hint}; valid keys here: {', '.join(valid)}"
+    if error["type"] == "value_error":  # a validator's own message already says what is wrong
+        return error["msg"].removeprefix("Value error, ")
     return f"{loc}: {error['msg']} (got {error.get('input')!r})"

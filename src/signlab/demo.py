@@ -152,6 +152,11 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     return summary
 
 
+def percent(value: float | None) -> str:
+    """``12.3%``, or ``-`` where there is nothing to measure (no clip accepted)."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def sentence_table(rows: list[dict]) -> Table:
     table = Table(title="sentence retrieval and translation, test: unseen signers")
     for col in ("engine", "retrieval top-1", "MRR", "engine top-1", "accepted", "right when accepted", "WER %", "BLEU",
@@ -159,5 +164,5 @@ def sentence_table(rows: list[dict]) -> Table:
         table.add_column(col, justify="left" if col == "engine" else "right")
     for r in rows:
         table.add_row(r["backend"], f"{r['top1']:.3f}", f"{r['mrr']:.3f}", f"{r['engine_top1']:.3f}", f"{r['accept_rate']:.0%}",
-                      f"{r['accepted_accuracy']:.1%}", f"{r['wer']:.1f}", f"{r['bleu']:.1f}", f"{r['ms_per_query']:.1f}")
+                      percent(r["accepted_accuracy"]), f"{r['wer']:.1f}", f"{r['bleu']:.1f}", f"{r['ms_per_query']:.1f}")
     return table

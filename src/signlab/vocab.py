@@ -6,12 +6,12 @@ saved bundles agree on them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from signlab.atomic import load_json, write_json
 from signlab.errors import SignlabError
 
 PAD, UNK, BLANK, SOS, EOS = 0, 1, 2, 3, 4
@@ -55,14 +55,18 @@ class Vocabulary:
         return {t for t in tokens if t not in self.index}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"tokens": self.tokens}, ensure_ascii=False, indent=1))
+        write_json(path, {"tokens": self.tokens})
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
+        data = load_json(path, "vocabulary")
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise SignlabError(f"{path} is not a signlab vocabulary: it needs {{\"tokens\": [...strings]}}")
         try:
-            return cls(json.loads(Path(path).read_text())["tokens"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise SignlabError(f"cannot read vocabulary {path}: {exc}") from exc
+            return cls(tokens)
+        except SignlabError as exc:
+            raise SignlabError(f"{path}: {exc}") from None
 
 
 _PUNCTUATION = re.compile(r"[^\w\s'-]|(?<!\w)'|'(?!\w)")

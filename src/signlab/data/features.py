@@ -7,6 +7,7 @@ excluded and counted, never replaced by a dummy sample.
 from __future__ import annotations
 
 import logging
+import pickle
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -62,23 +63,33 @@ def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarr
             arr = np.load(path, allow_pickle=False)
     except SignlabError as exc:
         raise FeatureError("corrupt", str(exc)) from exc
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         raise FeatureError("corrupt", f"{path} cannot be read ({exc})") from exc
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        shape = getattr(arr, "shape", type(arr).__name__)
-        raise FeatureError("shape", f"{path} has shape {shape}, expected (frames, dims)")
+    return check_features(arr, str(path), expected_dim)
+
+
+def check_features(arr, where: str, expected_dim: int | None = None) -> np.ndarray:
+    """``arr`` as float32 (T, D) if it is usable features, else a :class:`FeatureError` that
+    names ``where``: the checks every entry point applies, files and Python API alike."""
+    if not isinstance(arr, np.ndarray):
+        try:
+            arr = np.asarray(arr)
+        except (ValueError, TypeError) as exc:
+            raise FeatureError("shape", f"{where}: not an array of numbers ({exc})") from None
+    if arr.ndim != 2:
+        raise FeatureError("shape", f"{where} has shape {arr.shape}, expected (frames, dims)")
     if arr.shape[0] == 0:
-        raise FeatureError("empty", f"{path} has 0 frames")
+        raise FeatureError("empty", f"{where} has 0 frames")
     if expected_dim is not None and arr.shape[1] != expected_dim:
-        raise FeatureError("dim", f"{path} has {arr.shape[1]} dims per frame, expected {expected_dim}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise FeatureError("corrupt", f"{path} holds {arr.dtype} values, not numbers")
+        raise FeatureError("dim", f"{where} has {arr.shape[1]} dims per frame, expected {expected_dim}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise FeatureError("corrupt", f"{where} holds {arr.dtype} values, not real numbers")
     arr = arr.astype(np.float32, copy=False)
     bad = ~np.isfinite(arr)
     if bad.any():
         frames = np.flatnonzero(bad.any(axis=1))
         raise FeatureError(
-            "nonfinite", f"{path} has {int(bad.sum())} NaN/inf values (first in frame {frames[0]})"
+            "nonfinite", f"{where} has {int(bad.sum())} NaN/inf values (first in frame {frames[0]})"
         )
     return arr
 
@@ -112,6 +123,11 @@ class Exclusion:
     sample: Sample
     kind: str
     message: str
+
+    @property
+    def reason(self) -> str:
+        """The message without the row's location, for lines that name the row already."""
+        return self.message.removeprefix(f"{self.sample.where}: ")
 
 
 @dataclass
@@ -196,6 +212,6 @@ def report_exclusions(excluded: Sequence[Exclusion], split: str, total: int) -> 
     for kind in counts:
         examples = [e for e in excluded if e.kind == kind][:3]
         for e in examples:
-            lines.append(f"  {e.sample.where}: {e.message}")
+            lines.append(f"  {e.sample.where}: {e.reason}")
         lines.append(f"  -> {ADVICE[kind]}")
     log.warning("\n".join(lines))

@@ -13,7 +13,9 @@ Two formats are read as they are:
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -60,17 +62,39 @@ def read_manifests(paths: Iterable[str | Path], features_dir: str | Path | None 
 
 def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> list[Sample]:
     path = Path(path)
-    if not path.is_file():
-        raise SignlabError(f"manifest {path} not found")
-    with path.open(newline="", encoding="utf-8") as f:
-        first = f.readline().strip()
+    text = read_text_file(path, "manifest")
+    first = text.partition("\n")[0].strip()
     if first.split("|") == PHOENIX_HEADER:
-        return _read_phoenix(path, Path(features_dir) if features_dir else path.parent)
-    return _read_csv(path, Path(features_dir) if features_dir else path.parent)
+        return _read_phoenix(path, text, Path(features_dir) if features_dir else path.parent)
+    return _read_csv(path, text, Path(features_dir) if features_dir else path.parent)
 
 
-def _read_csv(path: Path, base: Path) -> list[Sample]:
-    with path.open(newline="", encoding="utf-8") as f:
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file (a BOM is allowed); another encoding is an error naming the line."""
+    if path.is_dir():
+        raise SignlabError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():
+        raise SignlabError(f"{what} {path} not found")
+    data = path.read_bytes()
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise SignlabError(f"{what} {path} is UTF-16 text: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SignlabError(f"{what} {path}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 (Latin-1 or "
+                           "Windows-1252?): save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None
+
+
+def _read_csv(path: Path, text: str, base: Path) -> list[Sample]:
+    try:
+        return _parse_csv(path, text, base)
+    except csv.Error as exc:
+        raise SignlabError(f"manifest {path} is not valid CSV ({exc}): check its quoting") from None
+
+
+def _parse_csv(path: Path, text: str, base: Path) -> list[Sample]:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
             raise SignlabError(f"manifest {path} is empty: it needs a header row with id,split,features,...")
@@ -111,7 +135,7 @@ def _read_csv(path: Path, base: Path) -> list[Sample]:
     return samples
 
 
-def _read_phoenix(path: Path, features_dir: Path) -> list[Sample]:
+def _read_phoenix(path: Path, text: str, features_dir: Path) -> list[Sample]:
     split = next((s for s in SPLITS if f".{s}." in path.name), None)
     if split is None:
         raise SignlabError(
@@ -119,20 +143,24 @@ def _read_phoenix(path: Path, features_dir: Path) -> list[Sample]:
             "'.train.', '.dev.' or '.test.' as in the corpus release"
         )
     samples = []
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f, delimiter="|", quoting=csv.QUOTE_NONE)
         for line, row in enumerate(reader, start=2):
+            name = (row["name"] or "").strip()
+            if not name or row["orth"] is None:
+                raise SignlabError(f"PHOENIX corpus file {path}, line {line}: expected {len(PHOENIX_HEADER)} "
+                                   f"'|'-separated fields ({'|'.join(PHOENIX_HEADER)})")
             samples.append(
                 Sample(
-                    id=row["name"],
+                    id=name,
                     split=split,
-                    features=features_dir / f"{row['name']}.npy",
+                    features=features_dir / f"{name}.npy",
                     glosses=tuple((row["orth"] or "").split()),
                     text=(row["translation"] or "").strip(),
                     signer=row["speaker"] or "",
                     source=path.name,
                     row=line,
-                    extra={"video": row["video"]},
+                    extra={"video": row["video"] or ""},
                 )
             )
     return samples

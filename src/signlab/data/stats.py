@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from signlab.atomic import load_npz, save_npz
 from signlab.errors import SignlabError
 
 MIN_STD = 1e-3  # dimensions that barely move in train are not blown up at test time
@@ -30,15 +31,17 @@ class FeatureStats:
         return out.astype(np.float32, copy=False)
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, mean=self.mean.astype(np.float32), std=self.std.astype(np.float32))
+        save_npz(path, mean=self.mean.astype(np.float32), std=self.std.astype(np.float32))
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureStats:
-        try:
-            with np.load(path) as z:
-                return cls(z["mean"], z["std"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise SignlabError(f"cannot read feature statistics {path}: {exc}") from exc
+        z = load_npz(path, ("mean", "std"), "feature statistics file (mean, std)")
+        mean, std = z["mean"], z["std"]
+        if mean.ndim != 1 or mean.shape != std.shape or not np.issubdtype(mean.dtype, np.floating):
+            raise SignlabError(f"{path}: mean and std must be float vectors of one length, got {mean.shape} and {std.shape}")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise SignlabError(f"{path}: mean / std hold NaN, inf or non-positive std values: rebuild the bundle")
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
 
 class RunningStats:

@@ -7,13 +7,20 @@ previous video's last frame must not seed the next one's tracking.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from signlab.data import pose
 from signlab.errors import SignlabError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,7 +67,8 @@ class HolisticExtractor:
 
     def landmarks(self, frames: Iterable[np.ndarray]) -> HolisticLandmarks:
         rows: list[tuple[np.ndarray, ...]] = []
-        with self._holistic.Holistic(**self.options) as graph:
+        # the graph's threads print start-up chatter whenever they get to it: hold fd 2 while it lives
+        with native_stderr_filtered(), self._holistic.Holistic(**self.options) as graph:
             for frame in frames:
                 r = graph.process(frame)
                 rows.append((
@@ -71,6 +79,37 @@ class HolisticExtractor:
         if not rows:
             raise SignlabError("no frames to run MediaPipe Holistic on")
         return HolisticLandmarks(*(np.stack(parts) for parts in zip(*rows)))
+
+
+# what MediaPipe's C++ side prints whenever a graph starts: XNNPACK, absl and TFLite chatter
+_NATIVE_NOISE = ("INFO: ", "WARNING: All log messages before absl::InitializeLog()", "W0000 ", "I0000 ")
+
+
+@contextmanager
+def native_stderr_filtered():
+    """Hold what is written to file descriptor 2 inside the block (native code writes there
+    directly, out of ``logging``'s reach); afterwards MediaPipe's start-up chatter goes to the debug
+    log and every other line (a real error, a Python warning) is written back unchanged."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = []
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if line.startswith(_NATIVE_NOISE):
+                    log.debug("MediaPipe: %s", line.rstrip())
+                else:
+                    kept.append(line)
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def clip_statistics(features: np.ndarray) -> dict[str, float]:

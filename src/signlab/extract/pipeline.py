@@ -31,7 +31,8 @@ def video_features(path: str | Path, input_dim: int, cfg: ExtractConfig, i3d_wei
     if input_dim == POSE_FEATURE_DIM:
         from signlab.extract.holistic import HolisticExtractor
 
-        features = HolisticExtractor(cfg.model_complexity).landmarks(iter_frames(path, VideoOptions(fps=cfg.fps))).features()
+        frames = iter_frames(path, VideoOptions(fps=cfg.fps), truncated="warn")
+        features = HolisticExtractor(cfg.model_complexity).landmarks(frames).features()
         times = np.arange(len(features)) / fps
         frames = len(features)
     elif input_dim == I3D.FEATURE_DIM:
@@ -39,7 +40,7 @@ def video_features(path: str | Path, input_dim: int, cfg: ExtractConfig, i3d_wei
         if weights is None:
             raise SignlabError("this model reads I3D features: pass --i3d-weights (the checkpoint its training "
                                "features were extracted with)")
-        clip = np.stack(list(iter_frames(path, VideoOptions(fps=cfg.fps, size=cfg.size, crop=cfg.crop))))
+        clip = np.stack(list(iter_frames(path, VideoOptions(fps=cfg.fps, size=cfg.size, crop=cfg.crop), truncated="warn")))
         features = I3DExtractor(weights, stack_size=cfg.stack_size, step_size=cfg.step_size).extract(clip)
         times = window_times(len(clip), cfg.stack_size, cfg.step_size, fps)
         frames = len(clip)

@@ -123,6 +123,10 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
         if job.kind == "pose":
             landmarks = _extractor.landmarks(iter_frames(video, job.video))
             features = landmarks.features()
+            seen = part_mask(features)[:, 0]
+            if not seen.any():
+                raise VideoError("no_signer", f"no signer: MediaPipe found no body in any of the {len(features)} "
+                                              "frames (is someone in the picture, lit and in focus?)")
             if job.write_pose:
                 info = probe(video)
                 write_pose_file(output.with_suffix(".pose"), landmarks, job.video.fps or info.fps, info.width, info.height)

@@ -10,20 +10,24 @@ numbers, 0-based; WLASL's 1-based inclusive ``frame_start``/``frame_end`` become
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
 
 from signlab.errors import SignlabError
 
+log = logging.getLogger(__name__)
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv")
 
 
 class VideoError(SignlabError):
-    """A video that cannot be used: ``kind`` is missing, unreadable, corrupt or empty."""
+    """A video that cannot be used: ``kind`` is missing, empty, unreadable, corrupt or truncated."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -52,10 +56,15 @@ class VideoInfo:
 
 
 def _open(path: Path):
+    if path.is_dir():
+        raise VideoError("missing", f"{path} is a folder: give a video file (`signlab extract` takes folders)")
     if not path.is_file():
         raise VideoError("missing", f"{path} not found")
+    if path.stat().st_size == 0:
+        raise VideoError("empty", f"{path} is empty (0 bytes)")
     try:
-        container = av.open(str(path))
+        # tags that are not UTF-8 (seen in real WLASL clips) must not stop a decodable video
+        container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise VideoError("unreadable", f"{path} is not a video FFmpeg can open ({exc})") from exc
     if not container.streams.video:
@@ -72,17 +81,24 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(path, float(rate), stream.frames or None, stream.codec_context.width, stream.codec_context.height)
 
 
-def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions()) -> Iterator[np.ndarray]:
-    """Upright RGB frames of ``path`` with ``opts`` applied; raises :class:`VideoError`."""
+def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions(),
+                truncated: Literal["error", "warn"] = "error") -> Iterator[np.ndarray]:
+    """Upright RGB frames of ``path`` with ``opts`` applied; raises :class:`VideoError`.
+
+    When fewer frames decode than the container declares (a file cut short in a copy or a
+    download), ``truncated="error"`` raises ``VideoError("truncated")`` after the last frame and
+    ``"warn"`` logs a warning: what was decoded may still be worth recognising.
+    """
     path = Path(path)
     container = _open(path)
-    emitted = 0
+    emitted, counter = 0, [0]
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = opts.decode_threads
         source_fps = float(stream.average_rate or stream.base_rate or 25)
-        frames = _selected(container.decode(stream), source_fps, opts)
+        expected = _expected_frames(container, stream, source_fps, opts)
+        frames = _selected(container.decode(stream), source_fps, opts, counter)
         for frame in _resampled(frames, opts.fps, source_fps):
             yield _to_array(frame, opts)
             emitted += 1
@@ -92,6 +108,33 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions()) -> Iterat
         container.close()
     if emitted == 0:
         raise VideoError("empty", f"{path} has no frames" + (" in the requested range" if _has_range(opts) else ""))
+    decoded = counter[0]
+    if expected is not None and decoded < expected - max(2, 0.02 * expected):
+        message = (f"{path}: decoded {decoded} of the {expected} frames its container declares; the file looks "
+                   "truncated (an interrupted copy or download?)")
+        if truncated == "error":
+            raise VideoError("truncated", f"truncated ({decoded} of {expected} frames): {message}")
+        log.warning("%s; using the %d frames that decoded", message, decoded)
+
+
+def _expected_frames(container, stream, source_fps: float, opts: VideoOptions) -> int | None:
+    """Source frames the container declares inside the requested range (None: it does not say).
+
+    The smaller of the declared frame count and duration x rate: real clips (WLASL) declare a
+    few frames more than their edit list plays, and a file cut short keeps both numbers whole.
+    """
+    seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else (
+        container.duration / av.time_base if container.duration else None)
+    declared = [n for n in (stream.frames or None, round(seconds * source_fps) if seconds else None) if n]
+    if not declared:
+        return None
+    total = min(declared)
+    first, last = opts.start or 0, total if opts.end is None else min(opts.end, total)
+    if opts.start_time is not None:
+        first = max(first, round(opts.start_time * source_fps))
+    if opts.end_time is not None:
+        last = min(last, round(opts.end_time * source_fps))
+    return max(0, last - first)
 
 
 def read_video(path: str | Path, opts: VideoOptions = VideoOptions()) -> np.ndarray:
@@ -103,8 +146,8 @@ def _has_range(opts: VideoOptions) -> bool:
     return any(v is not None for v in (opts.start, opts.end, opts.start_time, opts.end_time))
 
 
-def _selected(decoded, source_fps: float, opts: VideoOptions) -> Iterator[tuple[float, av.VideoFrame]]:
-    """(time, frame) pairs inside the requested frame / time range."""
+def _selected(decoded, source_fps: float, opts: VideoOptions, counter: list[int]) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time, frame) pairs inside the requested frame / time range; ``counter[0]`` counts them."""
     for index, frame in enumerate(decoded):
         t = frame.time if frame.time is not None else index / source_fps
         if opts.start is not None and index < opts.start:
@@ -113,6 +156,7 @@ def _selected(decoded, source_fps: float, opts: VideoOptions) -> Iterator[tuple[
             continue
         if (opts.end is not None and index >= opts.end) or (opts.end_time is not None and t >= opts.end_time):
             break
+        counter[0] += 1
         yield t, frame
 
 

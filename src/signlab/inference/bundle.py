@@ -5,23 +5,25 @@ Loading one reads YAML, JSON, NumPy and safetensors files only; no code is unpic
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-import yaml
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from signlab.config import Config, parse_config
+from signlab.atomic import load_json, write_bytes, write_json
+from signlab.config import Config, RootConfig, parse_config, read_yaml_mapping
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.models import build_recognizer
 from signlab.vocab import Vocabulary
 
 BUNDLE_FILES = ("config.yaml", "vocab.json", "stats.npz", "model.safetensors")
+C = TypeVar("C", bound=RootConfig)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Bundle:
 
 def save_bundle(path: str | Path, config: Config, vocab: Vocabulary, stats: FeatureStats, model: nn.Module,
                 metrics: dict[str, Any] | None = None) -> Path:
+    """Write a bundle; each file is written whole or not at all."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config.save(path / "config.yaml")
@@ -46,37 +49,81 @@ def save_bundle(path: str | Path, config: Config, vocab: Vocabulary, stats: Feat
 
 
 def save_weights(model: nn.Module, folder: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_bytes(folder / "model.safetensors", safetensors_bytes(tensors))
 
 
-def load_weights(model: nn.Module, folder: Path, device: str | torch.device = "cpu") -> None:
-    """``folder/model.safetensors`` into ``model``; a mismatch with the config is a clear error."""
+def load_weights(model: nn.Module, folder: Path, device: str | torch.device = "cpu", vocab_size: int | None = None) -> None:
+    """``folder/model.safetensors`` into ``model``. A damaged file, or one that does not fit the
+    config (or the vocabulary, when ``vocab_size`` is given), is a clear error."""
+    path = folder / "model.safetensors"
     try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-    except RuntimeError as exc:
-        raise SignlabError(f"{folder}/model.safetensors does not match config.yaml: {exc}") from exc
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SignlabError(f"{path} is not a readable safetensors file ({exc}): the bundle is damaged; "
+                           "copy it again, or rebuild it from the run's checkpoints") from None
+    expected = model.state_dict()
+    wrong = {k: (tuple(v.shape), tuple(expected[k].shape)) for k, v in tensors.items()
+             if k in expected and v.shape != expected[k].shape}
+    if vocab_size is not None:
+        for file_shape, model_shape in wrong.values():
+            if model_shape[0] == vocab_size and file_shape[1:] == model_shape[1:]:
+                raise SignlabError(f"{folder}/vocab.json has {vocab_size} tokens but the weights in model.safetensors "
+                                   f"were trained with {file_shape[0]}: the vocabulary belongs to another run")
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if wrong or missing or unexpected:
+        details = [f"{k}: file {a} vs config {b}" for k, (a, b) in list(wrong.items())[:3]]
+        details += [f"missing {', '.join(missing[:3])}"] if missing else []
+        details += [f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []
+        raise SignlabError(f"{path} does not match {folder}/config.yaml ({'; '.join(details)}): "
+                           "the weights and the config come from different runs")
+    model.load_state_dict(tensors)
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(folder / "metrics.json", metrics)
 
 
 def read_metrics(folder: Path) -> dict[str, Any]:
     path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return load_json(path, "metrics file") if path.is_file() else {}
+
+
+def read_bundle_config(folder: Path, schema: type[C]) -> C:
+    """``folder/config.yaml`` validated against ``schema``. Every section must be there: a bundle
+    missing one (``decoding``, ``extract``...) would otherwise run silently with defaults that are
+    not what it was trained with."""
+    path = folder / "config.yaml"
+    data = read_yaml_mapping(path, "bundle config")
+    missing = [name for name in schema.model_fields if name not in data]
+    if missing:
+        raise SignlabError(f"{path} lacks the section(s) {', '.join(missing)}: signlab writes every section when it "
+                           "saves a bundle, so this file was edited or comes from elsewhere; restore it from the run "
+                           f"folder, or add the section(s) (defaults: `signlab` built-in config)")
+    return parse_config(data, str(path), schema)
+
+
+def check_bundle_files(path: Path, files: tuple[str, ...], kind: str) -> None:
+    if not path.exists():
+        raise SignlabError(f"{path} is not a {kind} bundle: it does not exist (give the run folder training wrote)")
+    if not path.is_dir():
+        raise SignlabError(f"{path} is not a {kind} bundle: a bundle is the folder training wrote, not a file")
+    missing = [f for f in files if not (path / f).is_file()]
+    if missing:
+        hint = " (training writes the bundle when it ends; checkpoints/ holds the run so far)" if (path / "checkpoints").is_dir() else ""
+        raise SignlabError(f"{path} is not a {kind} bundle: missing {', '.join(missing)}{hint}")
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     path = Path(path)
-    missing = [f for f in BUNDLE_FILES if not (path / f).is_file()]
-    if missing:
-        hint = " (training writes the bundle when it ends; checkpoints/ holds the run so far)" if (path / "checkpoints").is_dir() else ""
-        raise SignlabError(f"{path} is not a model bundle: missing {', '.join(missing)}{hint}")
-    config = parse_config(yaml.safe_load((path / "config.yaml").read_text()) or {}, str(path / "config.yaml"))
+    if path.is_dir() and (path / "bank.npz").is_file():
+        raise SignlabError(f"{path} is a sentence model bundle: use signlab translate / sentence predict")
+    check_bundle_files(path, BUNDLE_FILES, "model")
+    config = read_bundle_config(path, Config)
     vocab = Vocabulary.load(path / "vocab.json")
     stats = FeatureStats.load(path / "stats.npz")
     if config.model.input_dim != stats.dim:
         raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
     model = build_recognizer(config.model, stats.dim, len(vocab), stats)
-    load_weights(model, path, device)
+    load_weights(model, path, device, len(vocab))
     return Bundle(config, vocab, stats, model.to(device).eval(), read_metrics(path))

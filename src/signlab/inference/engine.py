@@ -18,6 +18,7 @@ the most clips while keeping accepted answers at least ``target_precision`` corr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +26,20 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import yaml
 
-from signlab.config import EngineConfig, SentenceConfig, parse_config
+from signlab.atomic import load_npz, save_npz
+from signlab.config import EngineConfig, SentenceConfig
 from signlab.data import pose
 from signlab.data.dataset import pad_clips
-from signlab.data.features import Preprocessor, ScanResult
+from signlab.data.features import FeatureError, Preprocessor, ScanResult, check_features
 from signlab.data.manifest import Sample
 from signlab.data.sentence import sentence_key
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.inference.bundle import (
+    check_bundle_files,
     load_weights,
+    read_bundle_config,
     read_metrics,
     save_weights,
     write_metrics,
@@ -121,13 +124,17 @@ class EmbeddingBank:
         return len(self.embeddings)
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, embeddings=self.embeddings, sequences=self.sequences, sentences=self.sentences.astype(str),
+        save_npz(path, embeddings=self.embeddings, sequences=self.sequences, sentences=self.sentences.astype(str),
                  texts=self.texts.astype(str), clip_ids=self.clip_ids.astype(str))
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingBank:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["embeddings"], z["sequences"], z["sentences"], z["texts"], z["clip_ids"])
+        z = load_npz(path, ("embeddings", "sequences", "sentences", "texts", "clip_ids"), "embedding bank")
+        n = len(z["embeddings"])
+        if z["embeddings"].ndim != 2 or z["sequences"].ndim != 3 or any(len(v) != n for v in z.values()):
+            raise SignlabError(f"{path}: the bank's arrays disagree in shape ({', '.join(f'{k} {v.shape}' for k, v in z.items())}): "
+                               "rebuild it with `signlab sentence index`")
+        return cls(z["embeddings"], z["sequences"], z["sentences"], z["texts"], z["clip_ids"])
 
     def prototypes(self, min_clips: int = 2) -> Prototypes:
         """Mean (re-normalised) embedding of each sentence with at least ``min_clips`` clips."""
@@ -146,12 +153,12 @@ class Prototypes:
     counts: np.ndarray
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, sentence_ids=self.keys.astype(str), embeddings=self.vectors, counts=self.counts)
+        save_npz(path, sentence_ids=self.keys.astype(str), embeddings=self.vectors, counts=self.counts)
 
     @classmethod
     def load(cls, path: str | Path) -> Prototypes:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["sentence_ids"], z["embeddings"], z["counts"])
+        z = load_npz(path, ("sentence_ids", "embeddings", "counts"), "prototype file")
+        return cls(z["sentence_ids"], z["embeddings"], z["counts"])
 
 
 # ----------------------------------------------------------------------------- engine
@@ -190,9 +197,10 @@ class Prediction:
     candidates: list[Candidate] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values: NaN (no second sentence to compare with) becomes null."""
         from dataclasses import asdict
 
-        return asdict(self)
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
 
 
 class InferenceEngine:
@@ -216,11 +224,16 @@ class InferenceEngine:
         return cls(encoder, bundle.prep, bundle.bank, bundle.prototypes, bundle.config.engine, bundle.config.data.seq_len,
                    bundle.model.subsampling)
 
-    def predict(self, features: np.ndarray, topk: int = 5) -> Prediction:
-        """Decide on one raw clip (T, D) as the extractor wrote it."""
+    def predict(self, features: np.ndarray, topk: int = 5, where: str = "query") -> Prediction:
+        """Decide on one raw clip (T, D) as the extractor wrote it. Features that are not (T, D)
+        finite numbers are a :class:`FeatureError` naming ``where``; a clip in which no signer
+        is seen is rejected as ``no_signer``."""
+        raw = check_features(features, where, self.prep.dim)
         try:
-            clip = self.prep(np.asarray(features, np.float32), "query")
-        except SignlabError:
+            clip = self.prep(raw, where)
+        except FeatureError as exc:
+            if exc.kind != "no_body":
+                raise
             return Prediction(False, "no_signer", None, None, 0.0, 0.0)
         return self.predict_clip(clip, topk)
 
@@ -364,15 +377,13 @@ class SentenceBundle:
 
 def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundle:
     path = Path(path)
-    missing = [f for f in SENTENCE_BUNDLE_FILES if not (path / f).is_file()]
-    if missing:
-        if (path / "model.safetensors").is_file() and "bank.npz" in missing:
-            raise SignlabError(f"{path} is a gloss recognition bundle, not a sentence model: use signlab recognize / evaluate")
-        raise SignlabError(f"{path} is not a sentence model bundle: missing {', '.join(missing)}")
-    config = parse_config(yaml.safe_load((path / "config.yaml").read_text()) or {}, str(path / "config.yaml"), SentenceConfig)
+    if (path / "model.safetensors").is_file() and not (path / "bank.npz").is_file():
+        raise SignlabError(f"{path} is a gloss recognition bundle, not a sentence model: use signlab recognize / evaluate")
+    check_bundle_files(path, SENTENCE_BUNDLE_FILES, "sentence model")
+    config = read_bundle_config(path, SentenceConfig)
     vocab, stats = Vocabulary.load(path / "vocab.json"), FeatureStats.load(path / "stats.npz")
     model = SignTranslationModel(stats.dim, len(vocab), config.model)
-    load_weights(model, path, device)
+    load_weights(model, path, device, len(vocab))
     model.frontend.normalize.set_stats(stats.mean, stats.std)
     return SentenceBundle(config, vocab, stats, model.to(device).eval(), EmbeddingBank.load(path / "bank.npz"),
                           Prototypes.load(path / "prototypes.npz"), read_metrics(path))

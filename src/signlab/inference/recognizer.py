@@ -12,9 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from signlab.atomic import write_json
 from signlab.config import decoding_options
 from signlab.data.dataset import eval_loader, resample_frames
-from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
+from signlab.data.features import (
+    Preprocessor,
+    ScanResult,
+    check_features,
+    report_exclusions,
+    scan,
+)
 from signlab.data.manifest import Sample, read_manifests
 from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_segments
@@ -56,9 +63,10 @@ class Recognizer:
     def transcribe(self, features: np.ndarray, where: str = "input") -> Transcript:
         """Glosses, and where the CTC head placed each of its own (greedy) glosses in the input.
 
-        ``where`` names the clip in error messages.
+        Features that are not (T, D) finite numbers of the model's dimension are a
+        :class:`~signlab.data.features.FeatureError` naming ``where``, as in the CLI.
         """
-        raw = self.prep(np.asarray(features, np.float32), where)
+        raw = self.prep(check_features(features, where, self.prep.dim), where)
         x = resample_frames(raw, self.config.data.max_frames)
         hyps, out = decode_batch(self.model, torch.from_numpy(x)[None].to(self.device),
                                  torch.tensor([len(x)], device=self.device), self.decoding)
@@ -104,15 +112,17 @@ def evaluate(
 
 
 def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: str, output: str | Path | None = None,
-                     batch_size: int = 32, phoenix_cleanup: bool | None = None) -> dict[str, Any]:
-    """WER, edit counts and blank ratio of ``recognizer`` on ``samples``; see :func:`evaluate`."""
+                     batch_size: int = 32, phoenix_cleanup: bool | None = None, report: bool = True) -> dict[str, Any]:
+    """WER, edit counts and blank ratio of ``recognizer`` on ``samples``; see :func:`evaluate`.
+    ``report=False`` counts excluded rows without warning again (training already did)."""
     cleanup = recognizer.config.decoding.phoenix_cleanup if phoenix_cleanup is None else phoenix_cleanup
 
     def check(sample, features):
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
     result = scan(samples, recognizer.prep, check=check, cache_bytes=0, desc=f"scanning {split}")
-    report_exclusions(result.excluded, split, len(samples))
+    if report:
+        report_exclusions(result.excluded, split, len(samples))
     if not result.samples:
         raise SignlabError(f"no usable {split} rows left to evaluate (see the warnings above)")
     started = time.perf_counter()
@@ -136,5 +146,5 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
                 f.write(json.dumps({"id": s.id, "reference": ref, "hypothesis": hyp,
                                     "wer": word_error_rate([ref], [hyp]).wer}) + "\n")
         results["hypotheses"] = hyp_path.name
-        output.write_text(json.dumps(results, indent=1))
+        write_json(output, results)
     return results

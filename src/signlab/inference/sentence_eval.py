@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from signlab.atomic import write_json
 from signlab.data import pose
 from signlab.data.dataset import pad_clips
 from signlab.data.features import report_exclusions, scan
@@ -68,7 +69,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     decisions = {
         "engine_top1": float(np.mean([p.sentence == t for p, t in zip(preds, truths)])),
         "accept_rate": len(accepted) / len(preds),
-        "accepted_accuracy": float(np.mean(accepted)) if accepted else float("nan"),
+        "accepted_accuracy": float(np.mean(accepted)) if accepted else None,  # JSON has no NaN
         "reasons": dict(Counter(p.reason for p in preds)),
     }
     hyps = translate_clips(bundle, clips)
@@ -86,5 +87,5 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
                 f.write(json.dumps({"id": s.id, "sentence": sentence_key(s), "text": s.text, "retrieved": p.sentence,
                                     "accepted": p.accepted, "reason": p.reason, "confidence": p.confidence,
                                     "translation": h}) + "\n")
-        output.write_text(json.dumps(results, indent=1))
+        write_json(output, results)
     return results

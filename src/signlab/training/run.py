@@ -16,13 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from signlab.config import Config, TrainingConfig
+from signlab.config import (
+    Config,
+    RootConfig,
+    TrainingConfig,
+    builtin_config,
+    load_config,
+)
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
-from signlab.errors import SignlabError
+from signlab.errors import Interrupted, SignlabError
 from signlab.inference.bundle import Bundle, save_bundle
 from signlab.inference.recognizer import Recognizer, evaluate_samples
 from signlab.report import plot_training_curves
@@ -30,6 +35,7 @@ from signlab.training.callbacks import (
     AtomicCheckpointIO,
     CompactProgressBar,
     JsonlMetrics,
+    load_checkpoint,
 )
 from signlab.training.data import GlossDataModule, prepare_gloss_data
 from signlab.training.module import GlossRecognitionModule
@@ -52,6 +58,8 @@ def check_run_dir(out: Path, resume: bool) -> Path:
     latest = out / "checkpoints" / "latest.ckpt"
     if resume and not latest.is_file():
         raise SignlabError(f"nothing to resume in {out}: {latest} not found")
+    if resume:
+        load_checkpoint(latest)  # a damaged or crafted checkpoint is refused before any work starts
     if not resume and is_launcher_process() and (latest.exists() or (out / "model.safetensors").exists()):
         raise SignlabError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
     return latest
@@ -83,6 +91,28 @@ def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress
     return trainer, best
 
 
+# what may change when a run is resumed: how long and where it runs, never what it trains
+RESUMABLE_KEYS = ("training.epochs", "training.max_steps", "training.early_stopping_patience", "training.num_workers",
+                  "training.accelerator", "training.devices", "training.num_nodes", "training.strategy",
+                  "training.log_every_n_steps")
+
+
+def run_config(out: Path, config: Path | None, overrides: Sequence[str], resume: bool, builtin: str,
+               schema: type[RootConfig]) -> RootConfig:
+    """The config of a new run (``config`` or the built-in one, with ``overrides``), or of a
+    resumed one: its own ``config.yaml``, where only :data:`RESUMABLE_KEYS` may be overridden."""
+    if not resume:
+        return load_config(config or builtin_config(builtin), overrides, schema)
+    if config is not None:
+        raise SignlabError(f"--resume continues {out} with its own config.yaml, so --config {config} would be ignored: "
+                           f"drop it (with --set you may change {', '.join(RESUMABLE_KEYS)})")
+    fixed = [o for o in overrides if o.partition("=")[0].strip() not in RESUMABLE_KEYS]
+    if fixed:
+        raise SignlabError(f"--set {', '.join(fixed)}: a resumed run keeps what it trains; only "
+                           f"{', '.join(RESUMABLE_KEYS)} may change. Start a new run (another --out) to change the rest")
+    return load_config(out / "config.yaml", overrides, schema)
+
+
 def run_inputs(out: Path, resume: bool) -> tuple[Vocabulary | None, FeatureStats | None]:
     """A resumed run's vocabulary and statistics (a new run builds its own from train)."""
     return (Vocabulary.load(out / "vocab.json"), FeatureStats.load(out / "stats.npz")) if resume else (None, None)
@@ -102,10 +132,19 @@ def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, da
     """Train (from ``latest`` when resuming); on the main process, put the best checkpoint's
     weights into ``module`` and return what the run did. Other DDP processes get None."""
     started = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(latest) if resume else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(latest) if resume else None)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise Interrupted(  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
+            f"training interrupted in epoch {trainer.current_epoch}; "
+            + (f"{latest} holds the last finished epoch: run the same command with --resume to continue"
+               if latest.is_file() else "no epoch had finished, so there is nothing to resume: start it again")
+        ) from None
     if not trainer.is_global_zero:
         return None
-    checkpoint = torch.load(best.best_model_path or str(latest), map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(best.best_model_path or latest)
     module.load_state_dict(checkpoint["state_dict"])
     return {"best_epoch": checkpoint["epoch"], "epochs": trainer.current_epoch,
             "train_time_s": round(time.time() - started, 1),
@@ -144,7 +183,8 @@ def train(
     for split in ("dev", "test"):
         rows = [s for s in samples if s.split == split]
         if rows:
-            metrics[split] = evaluate_samples(recognizer, rows, split, output=out / f"{split}_results.json")
+            metrics[split] = evaluate_samples(recognizer, rows, split, output=out / f"{split}_results.json",
+                                              report=split != "dev")  # dev's exclusions were reported before training
     save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
     plot_training_curves(out / "metrics.jsonl", out / "curves.png")
     return out

@@ -41,7 +41,7 @@ from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
 from signlab.training.data import resolve_for_data
-from signlab.training.module import warmup_cosine
+from signlab.training.module import adamw, warmup_cosine
 from signlab.vocab import PAD, Vocabulary, tokenize_words
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class SentenceModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.training
-        opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        opt = adamw(self, t)
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or t.epochs)))
         if t.scheduler == "warm_restarts":
