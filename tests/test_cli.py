@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,17 +35,11 @@ def test_cli_output_does_not_depend_on_terminal_width(tiny_corpus, long_dir):
         assert r.returncode == 0 and json.loads(r.stdout)["hypotheses"] == "e.hyp.jsonl", r.stdout
         again = run_cli("train", "-m", str(tiny_corpus), "--out", str(run), *SETS, COLUMNS=columns)
         assert again.returncode == 2
-        assert f"{run} already holds a training run" in again.stderr.replace("\n", "") and str(run) in again.stderr
-        shutil_rmtree(run)
+        assert f"{run} already holds a training run" in again.stderr  # one line, however long the path
+        shutil.rmtree(run)
     for r in outputs.values():
         assert [line for line in r.stdout.splitlines() if line.startswith("test: WER")], r.stdout
     assert outputs["40"].stdout == outputs["300"].stdout
-
-
-def shutil_rmtree(path):
-    import shutil
-
-    shutil.rmtree(path)
 
 
 def test_output_files_are_checked_before_the_work(tiny_run, tmp_path):

@@ -330,8 +330,9 @@ def test_cli_extract_and_recognize(videos, tmp_path, tiny_corpus, tiny_config):
     vf = video_features(videos / "a.mp4", 540, ExtractConfig(fps=10))
     assert vf.features.shape == (10, 540) and np.allclose(vf.times, np.arange(10) / 10)
     if REAL_DATA.is_dir():  # a real signer
-        r = run_cli("recognize", str(REAL_DATA / "wlasl_01377.mp4"), "--model", str(run), "--json", str(tmp_path / "r.json"))
+        out = tmp_path / "not_yet_there" / "r.json"  # its folder is made before the work, not failed after it
+        r = run_cli("recognize", str(REAL_DATA / "wlasl_01377.mp4"), "--model", str(run), "--json", str(out))
         assert r.returncode == 0, r.stderr
-        result = json.loads((tmp_path / "r.json").read_text())
+        result = json.loads(out.read_text())
         assert result["fps"] == 10 and result["frames"] == 8 and isinstance(result["glosses"], list)
         assert {"extract", "model"} <= set(result["timing_s"]) and "glosses (joint)" in r.stdout

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from signlab.config import (
     EngineConfig,
@@ -216,6 +217,7 @@ def test_sentence_pipeline_end_to_end(sentence_corpus, tmp_path):
     assert len((tmp_path / "e.predictions.jsonl").read_text().splitlines()) == 8
     r = run_cli("sentence", "index", str(run), "-m", str(sentence_corpus), "--splits", "train,dev", "--calibrate-on", "test")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{run / 'bank.npz'}: 32 clips of 8 sentences" in r.stdout and "thresholds calibrated on test (8 clips)" in r.stdout
     assert len(EmbeddingBank.load(run / "bank.npz")) == 32  # 3 train + 1 dev signer x 8 clips
     r = run_cli("recognize", str(test[0].features), "--model", str(run))
     assert r.returncode == 2  # not a video, whatever the model
@@ -272,3 +274,18 @@ def test_threshold_search_equals_trying_every_pair():
     assert info["precision"] >= 0.95 and info["coverage"] > 0
     with pytest.raises(SignlabError, match="accepts anything"):
         choose_thresholds(top, np.full(len(top), np.nan), proto, right)
+
+
+def test_summary_when_no_clip_is_accepted_says_so_instead_of_nan():
+    from signlab.cli import _sentence_line
+    from signlab.demo import sentence_table
+
+    r = {"retrieval": {"top1": 0.5, "mrr": 0.6}, "translation": {"wer": 50.0, "bleu": 20.0},
+         "decisions": {"accept_rate": 0.0, "accepted_accuracy": None}}
+    line = _sentence_line(r)
+    assert "engine accepts 0%, - of them right" in line and "nan" not in line
+    row = {"backend": "torch", "top1": 0.5, "mrr": 0.6, "engine_top1": 0.5, "accept_rate": 0.0, "accepted_accuracy": None,
+           "wer": 50.0, "bleu": 20.0, "ms_per_query": 1.0}
+    console = Console(record=True, width=200)
+    console.print(sentence_table([row]))
+    assert "nan" not in console.export_text()

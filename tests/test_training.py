@@ -195,3 +195,4 @@ def test_python_api_applies_the_same_checks_as_the_cli(tiny_run, features, messa
     recognizer = Recognizer.load(tiny_run)
     with pytest.raises(SignlabError, match=message):
         recognizer.recognize(features)
+

@@ -123,8 +123,7 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
         if job.kind == "pose":
             landmarks = _extractor.landmarks(iter_frames(video, job.video))
             features = landmarks.features()
-            seen = part_mask(features)[:, 0]
-            if not seen.any():
+            if not part_mask(features)[:, 0].any():  # no body in any frame: nobody to extract
                 raise VideoError("no_signer", f"no signer: MediaPipe found no body in any of the {len(features)} "
                                               "frames (is someone in the picture, lit and in focus?)")
             if job.write_pose:
