@@ -67,7 +67,7 @@ def main() -> None:
         wer = {m["model"]: f"{m['test_wer']:.2f} ({m['epochs']} ep)" for m in summary["models"]}
         train = sum(m["train_time_s"] for m in summary["models"])
         table.add_row(name, seed, f"{seconds:.0f}", f"{train:.0f}", *(wer.get(m, "-") for m in models))
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
