@@ -38,6 +38,7 @@ DAMAGES = {
     "weights truncated": ("model.safetensors", truncate),
     "stats.npz corrupt": ("stats.npz", lambda p: p.write_bytes(b"PK\x03\x04" + os.urandom(200))),
     "stats.npz truncated": ("stats.npz", truncate),
+    "stats.npz is one .npy array": ("stats.npz", lambda p: np.save(open(p, "wb"), np.zeros(540, np.float32))),
     "stats.npz lacks std": ("stats.npz", lambda p: np.savez(open(p, "wb"), mean=np.zeros(540, np.float32))),
     "vocab.json not JSON": ("vocab.json", lambda p: p.write_bytes(b"\xff\xfe{nope")),
     "config.yaml not YAML": ("config.yaml", lambda p: p.write_text("model: [1, 2\n")),

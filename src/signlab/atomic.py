@@ -70,9 +70,10 @@ def load_npz(path: str | Path, names: Sequence[str], what: str) -> dict[str, np.
     SignlabError that names it and ``what`` it should hold."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
             missing = [n for n in names if n not in z.files]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)} (has {', '.join(z.files) or 'nothing'})")
