@@ -29,5 +29,5 @@ def test_demo_prints_the_numbers_it_writes_to_summary_json(tmp_path):
         assert m["epochs"] == 1 and 0 <= m["test_wer"] and 0 <= m["test_blank_ratio"] <= 1
     assert [r["decoder"] for r in summary["decoding"]["results"]] == list(decoders)
     for r in summary["decoding"]["results"]:
-        assert rows[r["decoder"]][:2] == [f"{r['test_wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}"]
+        assert rows[r["decoder"]][:2] == [f"{r['wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}"]
         assert r["clips"] == 8

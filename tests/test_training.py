@@ -196,3 +196,20 @@ def test_python_api_applies_the_same_checks_as_the_cli(tiny_run, features, messa
     with pytest.raises(SignlabError, match=message):
         recognizer.recognize(features)
 
+
+
+def test_every_decoder_in_one_pass_gives_what_each_gives_alone(tiny_run, tiny_corpus, tmp_path):
+    from signlab.inference.recognizer import COMPARED_DECODERS, compare_decoders, evaluate_samples
+
+    test = [s for s in read_manifest(tiny_corpus) if s.split == "test"]
+    table = compare_decoders(Recognizer.load(tiny_run), test, "test")
+    assert [r["decoder"] for r in table["results"]] == list(COMPARED_DECODERS) and table["clips"] == 12
+    for row in table["results"]:
+        alone = evaluate_samples(Recognizer.load(tiny_run, **COMPARED_DECODERS[row["decoder"]]), test, "test")
+        assert (row["wer"], row["sub"], row["del"], row["ins"]) == (round(alone["wer"], 2), alone["sub"], alone["del"],
+                                                                    alone["ins"]), row["decoder"]
+    r = run_cli("evaluate", str(tiny_run), "-m", str(tiny_corpus), "--decode", "all", "--output", str(tmp_path / "all.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "every decoding method on test (12 clips" in r.stdout and "rescore (beam 4, ctc 0.3)" in r.stdout
+    saved = json.loads((tmp_path / "all.json").read_text())["results"]
+    assert [(s["decoder"], s["wer"]) for s in saved] == [(t["decoder"], t["wer"]) for t in table["results"]]

@@ -89,7 +89,8 @@ def evaluate(
     split: Annotated[str, typer.Option()] = "test",
     output: Annotated[Path | None, typer.Option(help="results JSON (hypotheses go beside it)")] = None,
     decode: Annotated[str | None, typer.Option(
-        help="ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's)")] = None,
+        help="ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's), or all: every "
+             "method in one table, each clip encoded once")] = None,
     beam_size: Annotated[int | None, typer.Option(help="beam width (1 = greedy)")] = None,
     ctc_weight: Annotated[float | None, typer.Option(help="weight of CTC scores in joint / rescore")] = None,
     length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha")] = None,
@@ -103,6 +104,20 @@ def evaluate(
     from signlab.inference.recognizer import evaluate as run_evaluate
 
     _writable(output)
+    if decode == "all":
+        from signlab.data.manifest import read_manifests
+        from signlab.demo import decoding_table
+        from signlab.inference.recognizer import Recognizer, compare_decoders
+
+        rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
+        if not rows:
+            raise SignlabError(f"the manifest has no rows with split {split!r}")
+        table = compare_decoders(Recognizer.load(run), rows, split, batch_size=batch_size)
+        _console().print(decoding_table(table["results"], f"{run}: every decoding method on {split} "
+                                                          f"({table['clips']} clips, encoder {table['encode_seconds']:.2f} s)"))
+        if output is not None:
+            write_json(output, table)
+        return
     results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
                            beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
     _console().print_json(json.dumps(results))

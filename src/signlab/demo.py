@@ -21,7 +21,7 @@ from rich.table import Table
 from signlab.config import builtin_config, load_config
 from signlab.data.manifest import read_manifest
 from signlab.data.synthetic import CorpusSpec, generate_corpus
-from signlab.inference.recognizer import Recognizer, evaluate_samples
+from signlab.inference.recognizer import COMPARED_DECODERS, Recognizer, compare_decoders
 from signlab.report import plot_comparison
 from signlab.training.run import train
 
@@ -31,17 +31,9 @@ DEMO_MODELS = {  # name -> (folder, overrides of the demo config)
     "tcn (baseline)": ("tcn", ["model.type=tcn"]),
 }
 NO_AUGMENTATION = {"hybrid, no augmentation": ("hybrid_noaug", ["data.augmentation=false"])}
-DECODERS = {  # name -> decoding options, compared on the first model's test split
-    "ctc_greedy": {"method": "ctc_greedy"},
-    "ctc_beam (4)": {"method": "ctc_beam", "beam_size": 4},
-    "attention (greedy)": {"method": "attention", "beam_size": 1},
-    "attention (beam 4)": {"method": "attention", "beam_size": 4},
-    "joint (beam 4, ctc 0.3)": {"method": "joint", "beam_size": 4, "ctc_weight": 0.3},
-    "rescore (beam 4, ctc 0.3)": {"method": "rescore", "beam_size": 4, "ctc_weight": 0.3},
-}
 
 
-def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, models=DEMO_MODELS, decoders=DECODERS,
+def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, models=DEMO_MODELS, decoders=COMPARED_DECODERS,
              extra_overrides: tuple[str, ...] = (), console: Console | None = None) -> dict:
     console = console or Console()
     out = Path(out)
@@ -64,17 +56,13 @@ def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, mode
         })
     main = dirs[next(iter(models))]
     test = [s for s in read_manifest(manifest) if s.split == "test"]
-    decoding = []
-    for name, options in decoders.items():
-        r = evaluate_samples(Recognizer.load(main, **options), test, "test")
-        decoding.append({"decoder": name, **options, "test_wer": round(r["wer"], 2), "sub": r["sub"], "del": r["del"],
-                         "ins": r["ins"], "decode_seconds": r["decode_seconds"], "clips": r["n"]})
+    decoding = compare_decoders(Recognizer.load(main), test, "test", decoders)["results"]
     plot_comparison({name: d / "metrics.jsonl" for name, d in dirs.items()}, out / "dev_wer.png")
     summary = {"corpus": asdict(spec), "test_split": f"{spec.test_signers} signers unseen in training and model selection",
                "models": rows, "decoding": {"model": main.name, "results": decoding}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(models_table(rows))
-    console.print(decoding_table(decoding, main.name))
+    console.print(decoding_table(decoding, f"decoding methods, {main.name} model, test split"))
     console.print(f"written: {out / 'summary.json'}, {out / 'dev_wer.png'}; curves and per-sample hypotheses in each "
                   "model's folder")
     return summary
@@ -90,12 +78,13 @@ def models_table(rows: list[dict]) -> Table:
     return table
 
 
-def decoding_table(rows: list[dict], model: str) -> Table:
-    table = Table(title=f"decoding methods, {model} model, test split")
-    for col in ("decoder", "test WER %", "sub / del / ins", "decode s"):
+def decoding_table(rows: list[dict], title: str) -> Table:
+    """Rows of :func:`~signlab.inference.recognizer.compare_decoders`."""
+    table = Table(title=title)
+    for col in ("decoder", "WER %", "sub / del / ins", "decode s"):
         table.add_column(col, justify="left" if col == "decoder" else "right")
     for r in rows:
-        table.add_row(r["decoder"], f"{r['test_wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}", f"{r['decode_seconds']:.2f}")
+        table.add_row(r["decoder"], f"{r['wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}", f"{r['decode_seconds']:.2f}")
     return table
 
 

@@ -244,6 +244,6 @@ def summary_table(job: ExtractionJob, outcomes: Sequence[Outcome]) -> Table:
     for o in outcomes:
         if o.status == "failed" or len(outcomes) <= 20:
             note = o.message if o.status != "done" else ", ".join(f"{k} {v:.3g}" for k, v in list(o.stats.items())[:4])
-            table.add_row(o.video.name, o.status, f"{o.reason}: {note}" if o.reason else note)
+            table.add_row(o.video.name, o.status, f"{o.reason}: {note}" if o.reason and not note.startswith(o.reason) else note)
     return table
 

@@ -110,11 +110,11 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions(),
         raise VideoError("empty", f"{path} has no frames" + (" in the requested range" if _has_range(opts) else ""))
     decoded = counter[0]
     if expected is not None and decoded < expected - max(2, 0.02 * expected):
-        message = (f"{path}: decoded {decoded} of the {expected} frames its container declares; the file looks "
-                   "truncated (an interrupted copy or download?)")
         if truncated == "error":
-            raise VideoError("truncated", f"truncated ({decoded} of {expected} frames): {message}")
-        log.warning("%s; using the %d frames that decoded", message, decoded)
+            raise VideoError("truncated", f"truncated ({decoded} of {expected} frames): {path} was cut short "
+                                          "(an interrupted copy or download?)")
+        log.warning("%s: decoded %d of the %d frames its container declares; the file looks truncated (an "
+                    "interrupted copy or download?); using the frames that decoded", path, decoded, expected)
 
 
 def _expected_frames(container, stream, source_fps: float, opts: VideoOptions) -> int | None:

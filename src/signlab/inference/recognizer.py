@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from signlab.atomic import write_json
-from signlab.config import decoding_options
+from signlab.config import CTC_METHODS, DecodingConfig, decoding_options
 from signlab.data.dataset import eval_loader, resample_frames
 from signlab.data.features import (
     Preprocessor,
@@ -76,18 +76,46 @@ class Recognizer:
         return Transcript(self.vocab.decode(hyps[0]), segments)
 
     @torch.no_grad()
-    def decode_scanned(self, result: ScanResult, batch_size: int = 32) -> tuple[dict[str, str], int, int]:
-        """Hypotheses by sample id for a scanned split, and (blank frames, frames) over it."""
+    def decode_scanned(self, result: ScanResult, batch_size: int = 32,
+                       decodings: Sequence[DecodingConfig] | None = None) -> ScannedDecoding:
+        """Hypotheses by sample id for a scanned split with each of ``decodings`` (default: this
+        recognizer's own); the encoder runs once per batch and every decoder reuses its output."""
+        decodings = list(decodings or [self.decoding])
         loader = eval_loader(result, self.prep, self.vocab, self.config.data.max_frames, batch_size)
-        hyps, blanks, frames = {}, 0, 0
+        done = ScannedDecoding([{} for _ in decodings], [0.0] * len(decodings))
         for batch in loader:
-            ids, out = decode_batch(
-                self.model, batch["features"].to(self.device), batch["lengths"].to(self.device), self.decoding
-            )
+            x, n = batch["features"].to(self.device), batch["lengths"].to(self.device)
+            started = time.perf_counter()
+            enc = self.model.encode(x, n)
+            done.encode_seconds += time.perf_counter() - started
+            for i, opts in enumerate(decodings):
+                started = time.perf_counter()
+                ids, out = decode_batch(self.model, x, n, opts, enc=enc)
+                done.seconds[i] += time.perf_counter() - started
+                done.hyps[i].update({sid: " ".join(self.vocab.decode(h)) for sid, h in zip(batch["ids"], ids)})
             b, f = blank_counts(out.ctc_logits, out.lengths)
-            blanks, frames = blanks + b, frames + f
-            hyps.update({sid: " ".join(self.vocab.decode(h)) for sid, h in zip(batch["ids"], ids)})
-        return hyps, blanks, frames
+            done.blanks, done.frames = done.blanks + b, done.frames + f
+        return done
+
+
+@dataclass
+class ScannedDecoding:
+    hyps: list[dict[str, str]]  # per decoding: sample id -> hypothesis
+    seconds: list[float]  # per decoding, after the shared encoder pass
+    encode_seconds: float = 0.0
+    blanks: int = 0  # CTC frames whose best label is blank, and all CTC frames
+    frames: int = 0
+
+
+# what `signlab evaluate --decode all` and the demo compare: name -> options over the bundle's own
+COMPARED_DECODERS = {
+    "ctc_greedy": {"method": "ctc_greedy"},
+    "ctc_beam (4)": {"method": "ctc_beam", "beam_size": 4},
+    "attention (greedy)": {"method": "attention", "beam_size": 1},
+    "attention (beam 4)": {"method": "attention", "beam_size": 4},
+    "joint (beam 4, ctc 0.3)": {"method": "joint", "beam_size": 4, "ctc_weight": 0.3},
+    "rescore (beam 4, ctc 0.3)": {"method": "rescore", "beam_size": 4, "ctc_weight": 0.3},
+}
 
 
 def evaluate(
@@ -116,26 +144,18 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
     """WER, edit counts and blank ratio of ``recognizer`` on ``samples``; see :func:`evaluate`.
     ``report=False`` counts excluded rows without warning again (training already did)."""
     cleanup = recognizer.config.decoding.phoenix_cleanup if phoenix_cleanup is None else phoenix_cleanup
-
-    def check(sample, features):
-        return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
-
-    result = scan(samples, recognizer.prep, check=check, cache_bytes=0, desc=f"scanning {split}")
-    if report:
-        report_exclusions(result.excluded, split, len(samples))
-    if not result.samples:
-        raise SignlabError(f"no usable {split} rows left to evaluate (see the warnings above)")
+    result = _scan_for_wer(recognizer, samples, split, report)
     started = time.perf_counter()
-    hyps, blanks, frames = recognizer.decode_scanned(result, batch_size)
+    done = recognizer.decode_scanned(result, batch_size)
     seconds = time.perf_counter() - started
     tidy = clean_phoenix_2014t if cleanup else (lambda s: s)
     refs = [tidy(" ".join(s.glosses)) for s in result.samples]
-    hyp_list = [tidy(hyps[s.id]) for s in result.samples]
+    hyp_list = [tidy(done.hyps[0][s.id]) for s in result.samples]
     wer = word_error_rate(refs, hyp_list)
     results = {
-        **wer.as_dict(), "blank_ratio": blanks / max(frames, 1), "split": split, "excluded": len(result.excluded),
-        "phoenix_cleanup": cleanup, "decoding": recognizer.decoding.method, "decoding_options": recognizer.decoding.model_dump(),
-        "decode_seconds": round(seconds, 3),
+        **wer.as_dict(), "blank_ratio": done.blanks / max(done.frames, 1), "split": split,
+        "excluded": len(result.excluded), "phoenix_cleanup": cleanup, "decoding": recognizer.decoding.method,
+        "decoding_options": recognizer.decoding.model_dump(), "decode_seconds": round(seconds, 3),
     }
     if output is not None:
         output = Path(output)
@@ -148,3 +168,38 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
         results["hypotheses"] = hyp_path.name
         write_json(output, results)
     return results
+
+
+def compare_decoders(recognizer: Recognizer, samples: Sequence[Sample], split: str,
+                     decoders: dict[str, dict[str, Any]] | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """WER of each decoder (``name -> options``, default :data:`COMPARED_DECODERS`) on ``samples``,
+    reading and encoding every clip once. A CTC-only model gets the CTC decoders only."""
+    decoders = decoders or COMPARED_DECODERS
+    if getattr(recognizer.model, "decoder", None) is None:
+        decoders = {k: v for k, v in decoders.items() if v["method"] in CTC_METHODS}
+    options = [decoding_options(recognizer.config, **v) for v in decoders.values()]
+    result = _scan_for_wer(recognizer, samples, split, report=True)
+    done = recognizer.decode_scanned(result, batch_size, options)
+    tidy = clean_phoenix_2014t if recognizer.config.decoding.phoenix_cleanup else (lambda s: s)
+    refs = [tidy(" ".join(s.glosses)) for s in result.samples]
+    rows = []
+    for (name, given), hyps, seconds in zip(decoders.items(), done.hyps, done.seconds):
+        wer = word_error_rate(refs, [tidy(hyps[s.id]) for s in result.samples])
+        rows.append({"decoder": name, **given, "wer": round(wer.wer, 2), "sub": wer.sub, "del": wer.dele, "ins": wer.ins,
+                     "decode_seconds": round(seconds, 3), "clips": wer.n})
+    return {"split": split, "clips": len(result.samples), "excluded": len(result.excluded),
+            "encode_seconds": round(done.encode_seconds, 3), "results": rows}
+
+
+def _scan_for_wer(recognizer: Recognizer, samples: Sequence[Sample], split: str, report: bool) -> ScanResult:
+    """The rows of ``samples`` that can be scored: readable, with glosses."""
+
+    def check(sample, features):
+        return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
+
+    result = scan(samples, recognizer.prep, check=check, cache_bytes=0, desc=f"scanning {split}")
+    if report:
+        report_exclusions(result.excluded, split, len(samples))
+    if not result.samples:
+        raise SignlabError(f"no usable {split} rows left to evaluate (see the warnings above)")
+    return result
