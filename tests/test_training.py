@@ -41,7 +41,12 @@ def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
     assert {"train_loss", "dev_wer", "dev_blank_ratio", "lr"} <= set(epochs[-1]) and any(r["kind"] == "step" for r in epochs)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == "joint"
+    search = metrics["decoding_search"]  # the decoder of lowest dev WER became the bundle's default
+    best = min(search["results"], key=lambda r: r["wer"])
+    assert search["chosen"] == best["decoder"] and len(search["results"]) == 9
+    assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == best["method"]
+    assert metrics["dev"]["wer"] == pytest.approx(best["wer"], abs=0.005)
+    assert Recognizer.load(run).decoding.method == best["method"]
 
     results = evaluate(run, [tiny_corpus], "test", output=tmp_path / "results.json")
     assert results["wer"] == pytest.approx(metrics["test"]["wer"])  # the saved bundle is the trained model

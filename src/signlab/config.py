@@ -159,6 +159,9 @@ class DecodingConfig(_Section):
     length_penalty: float = Field(0.0, ge=0, description="GNMT alpha; 0 = none")
     max_len: int = Field(100, ge=1)
     phoenix_cleanup: bool = False
+    choose_on_dev: bool = Field(True, description=(
+        "gloss recognition: when training ends, the decoder with the lowest dev WER among a small search "
+        "(methods x CTC weights, this beam size) replaces the settings above in the bundle"))
 
 
 class Config(RootConfig):
@@ -255,7 +258,8 @@ class SentenceConfig(RootConfig):
     augmentation: AugmentationConfig = AugmentationConfig()
     engine: EngineConfig = EngineConfig()
     extract: ExtractConfig = ExtractConfig()
-    decoding: DecodingConfig = DecodingConfig(method="attention", beam_size=4, length_penalty=0.8, max_len=64)
+    decoding: DecodingConfig = DecodingConfig(method="attention", beam_size=4, length_penalty=0.8, max_len=64,
+                                              choose_on_dev=False)
 
 
 CTC_METHODS = ("ctc_greedy", "ctc_beam")

@@ -170,15 +170,37 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
     return results
 
 
+def dev_search_grid(opts: DecodingConfig) -> dict[str, dict[str, Any]]:
+    """What :func:`choose_decoding` tries, cheapest first (a tie goes to the cheaper one)."""
+    k = opts.beam_size
+    grid: dict[str, dict[str, Any]] = {"ctc_greedy": {"method": "ctc_greedy"},
+                                       f"ctc_beam ({k})": {"method": "ctc_beam", "beam_size": k},
+                                       f"attention (beam {k})": {"method": "attention", "beam_size": k}}
+    for method in ("joint", "rescore"):
+        for w in (0.3, 0.5, 0.7):
+            grid[f"{method} (beam {k}, ctc {w})"] = {"method": method, "beam_size": k, "ctc_weight": w}
+    return grid
+
+
+def choose_decoding(recognizer: Recognizer, dev: Sequence[Sample], batch_size: int = 32) -> tuple[DecodingConfig, dict[str, Any]]:
+    """The decoder with the lowest WER on ``dev`` among :func:`dev_search_grid`, and the search's table."""
+    grid = dev_search_grid(recognizer.config.decoding)
+    search = compare_decoders(recognizer, dev, "dev", grid, batch_size, report=False)  # training reported dev
+    best = min(search["results"], key=lambda r: r["wer"])  # min keeps the first, cheapest, of equals
+    search["chosen"] = best["decoder"]
+    return decoding_options(recognizer.config, **grid[best["decoder"]]), search
+
+
 def compare_decoders(recognizer: Recognizer, samples: Sequence[Sample], split: str,
-                     decoders: dict[str, dict[str, Any]] | None = None, batch_size: int = 32) -> dict[str, Any]:
+                     decoders: dict[str, dict[str, Any]] | None = None, batch_size: int = 32,
+                     report: bool = True) -> dict[str, Any]:
     """WER of each decoder (``name -> options``, default :data:`COMPARED_DECODERS`) on ``samples``,
     reading and encoding every clip once. A CTC-only model gets the CTC decoders only."""
     decoders = decoders or COMPARED_DECODERS
     if getattr(recognizer.model, "decoder", None) is None:
         decoders = {k: v for k, v in decoders.items() if v["method"] in CTC_METHODS}
     options = [decoding_options(recognizer.config, **v) for v in decoders.values()]
-    result = _scan_for_wer(recognizer, samples, split, report=True)
+    result = _scan_for_wer(recognizer, samples, split, report)
     done = recognizer.decode_scanned(result, batch_size, options)
     tidy = clean_phoenix_2014t if recognizer.config.decoding.phoenix_cleanup else (lambda s: s)
     refs = [tidy(" ".join(s.glosses)) for s in result.samples]

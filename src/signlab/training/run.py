@@ -29,7 +29,7 @@ from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import Interrupted, SignlabError
 from signlab.inference.bundle import Bundle, save_bundle
-from signlab.inference.recognizer import Recognizer, evaluate_samples
+from signlab.inference.recognizer import Recognizer, choose_decoding, evaluate_samples
 from signlab.report import plot_training_curves
 from signlab.training.callbacks import (
     AtomicCheckpointIO,
@@ -180,6 +180,11 @@ def train(
         return out
     metrics = {"model": cfg.model.type, **metrics}
     recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
+    dev = [s for s in samples if s.split == "dev"]
+    if cfg.decoding.choose_on_dev:
+        chosen, metrics["decoding_search"] = choose_decoding(recognizer, dev)
+        cfg = cfg.model_copy(update={"decoding": chosen})
+        recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
     for split in ("dev", "test"):
         rows = [s for s in samples if s.split == split]
         if rows:
