@@ -335,4 +335,4 @@ def test_cli_extract_and_recognize(videos, tmp_path, tiny_corpus, tiny_config):
         assert r.returncode == 0, r.stderr
         result = json.loads(out.read_text())
         assert result["fps"] == 10 and result["frames"] == 8 and isinstance(result["glosses"], list)
-        assert {"extract", "model"} <= set(result["timing_s"]) and "glosses (joint)" in r.stdout
+        assert {"extract", "model"} <= set(result["timing_s"]) and f"glosses ({result['decoding']})" in r.stdout
