@@ -78,3 +78,9 @@ def test_sentence_width_that_heads_cannot_split_is_a_config_error():
 
     with pytest.raises(SignlabError, match="model.embed_dim=100 must be divisible by model.attn_heads=3"):
         load_config(None, ["model.embed_dim=100", "model.attn_heads=3"], SentenceConfig)
+
+
+def test_width_error_from_overrides_blames_the_overrides():
+    with pytest.raises(SignlabError) as err:
+        load_config(REPO / "configs" / "hybrid.yaml", ["model.d_model=30", "model.nhead=4"])
+    assert str(err.value).startswith("--set model.d_model=30, --set model.nhead=4: model.d_model=30 must be divisible")

@@ -333,9 +333,11 @@ def parse_config(data: dict[str, Any], source: str = "config", schema: type[Root
     except ValidationError as exc:
         errors = exc.errors()
         set_keys = set_keys or {}
-        blamed = [set_keys.get(".".join(map(str, e["loc"]))) for e in errors]
+        # the overrides inside each error's place (a key, or a section whose validator objected)
+        blamed = [[v for k, v in set_keys.items() if k == loc or k.startswith(loc + ".")]
+                  for loc in (".".join(map(str, e["loc"])) for e in errors)]
         if all(blamed):
-            where = "--set " + ", --set ".join(dict.fromkeys(b for b in blamed if b))
+            where = "--set " + ", --set ".join(dict.fromkeys(b for group in blamed for b in group))
         elif any(blamed) and source != "defaults":
             where = f"{source} with --set {', '.join(set_keys.values())}"
         else:
