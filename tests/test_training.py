@@ -204,7 +204,11 @@ def test_python_api_applies_the_same_checks_as_the_cli(tiny_run, features, messa
 
 
 def test_every_decoder_in_one_pass_gives_what_each_gives_alone(tiny_run, tiny_corpus, tmp_path):
-    from signlab.inference.recognizer import COMPARED_DECODERS, compare_decoders, evaluate_samples
+    from signlab.inference.recognizer import (
+        COMPARED_DECODERS,
+        compare_decoders,
+        evaluate_samples,
+    )
 
     test = [s for s in read_manifest(tiny_corpus) if s.split == "test"]
     table = compare_decoders(Recognizer.load(tiny_run), test, "test")
