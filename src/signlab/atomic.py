@@ -3,6 +3,7 @@ read back with one clear error whatever is wrong inside them."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import pickle
@@ -86,7 +87,29 @@ def load_npz(path: str | Path, names: Sequence[str], what: str) -> dict[str, np.
 def load_json(path: str | Path, what: str) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return json.loads(decode_utf8(path.read_bytes(), path, what))
+    except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise SignlabError(f"{path} is not a readable {what} ({reason}): rebuild it, or copy it again") from None
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file (a BOM is allowed); a folder, a missing file or another encoding is a
+    SignlabError that says so."""
+    if path.is_dir():
+        raise SignlabError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():
+        raise SignlabError(f"{what} {path} not found")
+    return decode_utf8(path.read_bytes(), path, what)
+
+
+def decode_utf8(data: bytes, path: Path, what: str) -> str:
+    """``data`` (the bytes of ``path``) as text; UTF-16 or Latin-1 is an error naming the line."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise SignlabError(f"{what} {path} is UTF-16 text: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SignlabError(f"{what} {path}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 (Latin-1 or "
+                           "Windows-1252?): save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None

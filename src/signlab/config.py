@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from signlab.atomic import decode_utf8, write_text
 from signlab.errors import SignlabError
 
 
@@ -22,14 +23,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def check_attention_width(width: int, heads: int, width_key: str, heads_key: str) -> None:
-    """Attention splits the width evenly over the heads, and sinusoidal positions need an even width."""
-    if width % heads:
-        near = [w for w in (width - width % heads, width - width % heads + heads) if w > 0]
-        raise ValueError(f"{width_key}={width} must be divisible by {heads_key}={heads} "
-                         f"(e.g. {width_key}={' or '.join(map(str, near))})")
-    if width % 2:
-        raise ValueError(f"{width_key}={width} must be even (sinusoidal positions pair sine and cosine)")
+class _AttentionSection(_Section):
+    """A model section whose Transformer width is split over its heads: ``_width_and_heads`` names
+    the two fields. Attention needs the split to be even, and sinusoidal positions an even width."""
+
+    _width_and_heads: ClassVar[tuple[str, str]]
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        w_key, h_key = self._width_and_heads
+        width, heads = getattr(self, w_key), getattr(self, h_key)
+        if width % heads:
+            near = [w for w in (width - width % heads, width - width % heads + heads) if w > 0]
+            raise ValueError(f"model.{w_key}={width} must be divisible by model.{h_key}={heads} "
+                             f"(e.g. model.{w_key}={' or '.join(map(str, near))})")
+        if width % 2:
+            raise ValueError(f"model.{w_key}={width} must be even (sinusoidal positions pair sine and cosine)")
+        return self
 
 
 class RootConfig(_Section):
@@ -39,12 +49,11 @@ class RootConfig(_Section):
         return self.model_dump(mode="json")
 
     def save(self, path: str | Path) -> None:
-        from signlab.atomic import write_text
-
         write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
 
 
-class ModelConfig(_Section):
+class ModelConfig(_AttentionSection):
+    _width_and_heads = ("d_model", "nhead")
     type: Literal["hybrid", "tcn"] = "hybrid"
     input_dim: int | None = Field(None, description="feature dim; null = taken from the data")
     d_model: int = Field(512, ge=2)
@@ -60,11 +69,6 @@ class ModelConfig(_Section):
     ctc_weight: float = Field(0.3, ge=0)
     ce_weight: float = Field(0.7, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self):
-        check_attention_width(self.d_model, self.nhead, "model.d_model", "model.nhead")
-        return self
 
 
 class TrainingConfig(_Section):
@@ -177,7 +181,8 @@ class Config(RootConfig):
 # Names follow the SignTalk seed's CFG (proj_dim, embed_dim, temperature, sim_threshold...).
 
 
-class SentenceModelConfig(_Section):
+class SentenceModelConfig(_AttentionSection):
+    _width_and_heads = ("embed_dim", "attn_heads")
     input_dim: int | None = None
     proj_dim: int = Field(160, ge=1)
     embed_dim: int = Field(256, ge=2)
@@ -187,11 +192,6 @@ class SentenceModelConfig(_Section):
     encoder_dropout: float = Field(0.1, ge=0, lt=1)
     decoder_layers: int = Field(2, ge=1)
     subsampling: Literal[1, 2, 4, "auto"] = 1
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self):
-        check_attention_width(self.embed_dim, self.attn_heads, "model.embed_dim", "model.attn_heads")
-        return self
 
 
 class SentenceDataConfig(_Section):
@@ -304,11 +304,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file holding a mapping; any problem is a SignlabError naming the file (and line)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_utf8(path.read_bytes(), path, what)
     except OSError as exc:
         raise SignlabError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise SignlabError(f"{what} {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

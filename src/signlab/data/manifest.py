@@ -13,7 +13,6 @@ Two formats are read as they are:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 from collections import Counter
@@ -21,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from signlab.atomic import read_text_file
 from signlab.errors import SignlabError
 
 SPLITS = ("train", "dev", "test")
@@ -67,23 +67,6 @@ def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> l
     if first.split("|") == PHOENIX_HEADER:
         return _read_phoenix(path, text, Path(features_dir) if features_dir else path.parent)
     return _read_csv(path, text, Path(features_dir) if features_dir else path.parent)
-
-
-def read_text_file(path: Path, what: str) -> str:
-    """A UTF-8 text file (a BOM is allowed); another encoding is an error naming the line."""
-    if path.is_dir():
-        raise SignlabError(f"{what} {path} is a folder, not a file")
-    if not path.is_file():
-        raise SignlabError(f"{what} {path} not found")
-    data = path.read_bytes()
-    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise SignlabError(f"{what} {path} is UTF-16 text: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise SignlabError(f"{what} {path}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 (Latin-1 or "
-                           "Windows-1252?): save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None
 
 
 def _read_csv(path: Path, text: str, base: Path) -> list[Sample]:

@@ -31,8 +31,8 @@ def video_features(path: str | Path, input_dim: int, cfg: ExtractConfig, i3d_wei
     if input_dim == POSE_FEATURE_DIM:
         from signlab.extract.holistic import HolisticExtractor
 
-        frames = iter_frames(path, VideoOptions(fps=cfg.fps), truncated="warn")
-        features = HolisticExtractor(cfg.model_complexity).landmarks(frames).features()
+        decoded = iter_frames(path, VideoOptions(fps=cfg.fps), truncated="warn")
+        features = HolisticExtractor(cfg.model_complexity).landmarks(decoded).features()
         times = np.arange(len(features)) / fps
         frames = len(features)
     elif input_dim == I3D.FEATURE_DIM:

@@ -124,8 +124,8 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
             landmarks = _extractor.landmarks(iter_frames(video, job.video))
             features = landmarks.features()
             if not part_mask(features)[:, 0].any():  # no body in any frame: nobody to extract
-                raise VideoError("no_signer", f"no signer: MediaPipe found no body in any of the {len(features)} "
-                                              "frames (is someone in the picture, lit and in focus?)")
+                raise VideoError("no_signer", f"MediaPipe found no body in any of the {len(features)} frames "
+                                              "(is someone in the picture, lit and in focus?)")
             if job.write_pose:
                 info = probe(video)
                 write_pose_file(output.with_suffix(".pose"), landmarks, job.video.fps or info.fps, info.width, info.height)
@@ -244,6 +244,7 @@ def summary_table(job: ExtractionJob, outcomes: Sequence[Outcome]) -> Table:
     for o in outcomes:
         if o.status == "failed" or len(outcomes) <= 20:
             note = o.message if o.status != "done" else ", ".join(f"{k} {v:.3g}" for k, v in list(o.stats.items())[:4])
-            table.add_row(o.video.name, o.status, f"{o.reason}: {note}" if o.reason and not note.startswith(o.reason) else note)
+            said = not o.reason or note.startswith(o.reason)  # "truncated (23 of 97 frames): ..." names itself
+            table.add_row(o.video.name, o.status, note if said else f"{o.reason}: {note}")
     return table
 

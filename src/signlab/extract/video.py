@@ -91,14 +91,21 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions(),
     """
     path = Path(path)
     container = _open(path)
-    emitted, counter = 0, [0]
+    emitted = decoded = 0
+
+    def counted(frames):  # source frames inside the range, before resampling
+        nonlocal decoded
+        for item in frames:
+            decoded += 1
+            yield item
+
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = opts.decode_threads
         source_fps = float(stream.average_rate or stream.base_rate or 25)
         expected = _expected_frames(container, stream, source_fps, opts)
-        frames = _selected(container.decode(stream), source_fps, opts, counter)
+        frames = counted(_selected(container.decode(stream), source_fps, opts))
         for frame in _resampled(frames, opts.fps, source_fps):
             yield _to_array(frame, opts)
             emitted += 1
@@ -108,7 +115,6 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions(),
         container.close()
     if emitted == 0:
         raise VideoError("empty", f"{path} has no frames" + (" in the requested range" if _has_range(opts) else ""))
-    decoded = counter[0]
     if expected is not None and decoded < expected - max(2, 0.02 * expected):
         if truncated == "error":
             raise VideoError("truncated", f"truncated ({decoded} of {expected} frames): {path} was cut short "
@@ -146,8 +152,8 @@ def _has_range(opts: VideoOptions) -> bool:
     return any(v is not None for v in (opts.start, opts.end, opts.start_time, opts.end_time))
 
 
-def _selected(decoded, source_fps: float, opts: VideoOptions, counter: list[int]) -> Iterator[tuple[float, av.VideoFrame]]:
-    """(time, frame) pairs inside the requested frame / time range; ``counter[0]`` counts them."""
+def _selected(decoded, source_fps: float, opts: VideoOptions) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time, frame) pairs inside the requested frame / time range."""
     for index, frame in enumerate(decoded):
         t = frame.time if frame.time is not None else index / source_fps
         if opts.start is not None and index < opts.start:
@@ -156,7 +162,6 @@ def _selected(decoded, source_fps: float, opts: VideoOptions, counter: list[int]
             continue
         if (opts.end is not None and index >= opts.end) or (opts.end_time is not None and t >= opts.end_time):
             break
-        counter[0] += 1
         yield t, frame
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from signlab.atomic import write_json
+from signlab.atomic import write_json, write_text
 from signlab.config import CTC_METHODS, DecodingConfig, decoding_options
 from signlab.data.dataset import eval_loader, resample_frames
 from signlab.data.features import (
@@ -27,7 +27,12 @@ from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
-from signlab.metrics import blank_counts, clean_phoenix_2014t, word_error_rate
+from signlab.metrics import (
+    WERResult,
+    blank_counts,
+    clean_phoenix_2014t,
+    word_error_rate,
+)
 
 
 @dataclass
@@ -139,19 +144,17 @@ def evaluate(
     return evaluate_samples(recognizer, samples, split, output, batch_size, phoenix_cleanup)
 
 
-def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: str, output: str | Path | None = None,
-                     batch_size: int = 32, phoenix_cleanup: bool | None = None, report: bool = True) -> dict[str, Any]:
-    """WER, edit counts and blank ratio of ``recognizer`` on ``samples``; see :func:`evaluate`.
-    ``report=False`` counts excluded rows without warning again (training already did)."""
+def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample] | ScanResult, split: str,
+                     output: str | Path | None = None, batch_size: int = 32, phoenix_cleanup: bool | None = None
+                     ) -> dict[str, Any]:
+    """WER, edit counts and blank ratio of ``recognizer`` on ``samples`` (manifest rows, or the
+    :func:`scan_for_wer` of them); see :func:`evaluate`."""
     cleanup = recognizer.config.decoding.phoenix_cleanup if phoenix_cleanup is None else phoenix_cleanup
-    result = _scan_for_wer(recognizer, samples, split, report)
+    result = samples if isinstance(samples, ScanResult) else scan_for_wer(recognizer, samples, split)
     started = time.perf_counter()
     done = recognizer.decode_scanned(result, batch_size)
     seconds = time.perf_counter() - started
-    tidy = clean_phoenix_2014t if cleanup else (lambda s: s)
-    refs = [tidy(" ".join(s.glosses)) for s in result.samples]
-    hyp_list = [tidy(done.hyps[0][s.id]) for s in result.samples]
-    wer = word_error_rate(refs, hyp_list)
+    refs, hyp_list, wer = _score(result, done.hyps[0], cleanup)
     results = {
         **wer.as_dict(), "blank_ratio": done.blanks / max(done.frames, 1), "split": split,
         "excluded": len(result.excluded), "phoenix_cleanup": cleanup, "decoding": recognizer.decoding.method,
@@ -159,12 +162,10 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample], split: s
     }
     if output is not None:
         output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
         hyp_path = output.with_name(output.stem + ".hyp.jsonl")
-        with hyp_path.open("w") as f:
-            for s, ref, hyp in zip(result.samples, refs, hyp_list):
-                f.write(json.dumps({"id": s.id, "reference": ref, "hypothesis": hyp,
-                                    "wer": word_error_rate([ref], [hyp]).wer}) + "\n")
+        write_text(hyp_path, "".join(json.dumps({"id": s.id, "reference": ref, "hypothesis": hyp,
+                                                 "wer": word_error_rate([ref], [hyp]).wer}) + "\n"
+                                     for s, ref, hyp in zip(result.samples, refs, hyp_list)))
         results["hypotheses"] = hyp_path.name
         write_json(output, results)
     return results
@@ -182,46 +183,56 @@ def dev_search_grid(opts: DecodingConfig) -> dict[str, dict[str, Any]]:
     return grid
 
 
-def choose_decoding(recognizer: Recognizer, dev: Sequence[Sample], batch_size: int = 32) -> tuple[DecodingConfig, dict[str, Any]]:
+def choose_decoding(recognizer: Recognizer, dev: Sequence[Sample] | ScanResult,
+                    batch_size: int = 32) -> tuple[DecodingConfig, dict[str, Any]]:
     """The decoder with the lowest WER on ``dev`` among :func:`dev_search_grid`, and the search's table."""
     grid = dev_search_grid(recognizer.config.decoding)
-    search = compare_decoders(recognizer, dev, "dev", grid, batch_size, report=False)  # training reported dev
+    search = compare_decoders(recognizer, dev, "dev", grid, batch_size)
     best = min(search["results"], key=lambda r: r["wer"])  # min keeps the first, cheapest, of equals
     search["chosen"] = best["decoder"]
     return decoding_options(recognizer.config, **grid[best["decoder"]]), search
 
 
-def compare_decoders(recognizer: Recognizer, samples: Sequence[Sample], split: str,
-                     decoders: dict[str, dict[str, Any]] | None = None, batch_size: int = 32,
-                     report: bool = True) -> dict[str, Any]:
-    """WER of each decoder (``name -> options``, default :data:`COMPARED_DECODERS`) on ``samples``,
-    reading and encoding every clip once. A CTC-only model gets the CTC decoders only."""
+def compare_decoders(recognizer: Recognizer, samples: Sequence[Sample] | ScanResult, split: str,
+                     decoders: dict[str, dict[str, Any]] | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """WER of each decoder (``name -> options``, default :data:`COMPARED_DECODERS`) on ``samples``
+    (as for :func:`evaluate_samples`), reading and encoding every clip once. A CTC-only model gets
+    the CTC decoders only."""
     decoders = decoders or COMPARED_DECODERS
     if getattr(recognizer.model, "decoder", None) is None:
         decoders = {k: v for k, v in decoders.items() if v["method"] in CTC_METHODS}
     options = [decoding_options(recognizer.config, **v) for v in decoders.values()]
-    result = _scan_for_wer(recognizer, samples, split, report)
+    result = samples if isinstance(samples, ScanResult) else scan_for_wer(recognizer, samples, split)
     done = recognizer.decode_scanned(result, batch_size, options)
-    tidy = clean_phoenix_2014t if recognizer.config.decoding.phoenix_cleanup else (lambda s: s)
-    refs = [tidy(" ".join(s.glosses)) for s in result.samples]
     rows = []
     for (name, given), hyps, seconds in zip(decoders.items(), done.hyps, done.seconds):
-        wer = word_error_rate(refs, [tidy(hyps[s.id]) for s in result.samples])
+        wer = _score(result, hyps, recognizer.config.decoding.phoenix_cleanup)[2]
         rows.append({"decoder": name, **given, "wer": round(wer.wer, 2), "sub": wer.sub, "del": wer.dele, "ins": wer.ins,
                      "decode_seconds": round(seconds, 3), "clips": wer.n})
     return {"split": split, "clips": len(result.samples), "excluded": len(result.excluded),
             "encode_seconds": round(done.encode_seconds, 3), "results": rows}
 
 
-def _scan_for_wer(recognizer: Recognizer, samples: Sequence[Sample], split: str, report: bool) -> ScanResult:
-    """The rows of ``samples`` that can be scored: readable, with glosses."""
+def scan_for_wer(recognizer: Recognizer, samples: Sequence[Sample], split: str, report: bool = True) -> ScanResult:
+    """The rows of ``samples`` that can be scored (readable, with glosses), read once and kept in
+    memory up to ``data.cache_gb`` so decoding does not read them again. ``report=False`` counts
+    excluded rows without warning again (training already did)."""
 
     def check(sample, features):
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
-    result = scan(samples, recognizer.prep, check=check, cache_bytes=0, desc=f"scanning {split}")
+    result = scan(samples, recognizer.prep, check=check, cache_bytes=int(recognizer.config.data.cache_gb * 2**30),
+                  desc=f"scanning {split}")
     if report:
         report_exclusions(result.excluded, split, len(samples))
     if not result.samples:
         raise SignlabError(f"no usable {split} rows left to evaluate (see the warnings above)")
     return result
+
+
+def _score(result: ScanResult, hyps: dict[str, str], cleanup: bool) -> tuple[list[str], list[str], WERResult]:
+    """References and hypotheses of the scanned rows (PHOENIX clean-up applied to both), and WER."""
+    tidy = clean_phoenix_2014t if cleanup else (lambda s: s)
+    refs = [tidy(" ".join(s.glosses)) for s in result.samples]
+    hyp_list = [tidy(hyps[s.id]) for s in result.samples]
+    return refs, hyp_list, word_error_rate(refs, hyp_list)

@@ -29,7 +29,12 @@ from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import Interrupted, SignlabError
 from signlab.inference.bundle import Bundle, save_bundle
-from signlab.inference.recognizer import Recognizer, choose_decoding, evaluate_samples
+from signlab.inference.recognizer import (
+    Recognizer,
+    choose_decoding,
+    evaluate_samples,
+    scan_for_wer,
+)
 from signlab.report import plot_training_curves
 from signlab.training.callbacks import (
     AtomicCheckpointIO,
@@ -180,16 +185,16 @@ def train(
         return out
     metrics = {"model": cfg.model.type, **metrics}
     recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
-    dev = [s for s in samples if s.split == "dev"]
+    # read once for the decoder search and the evaluation; its exclusions were reported before training
+    dev = scan_for_wer(recognizer, [s for s in samples if s.split == "dev"], "dev", report=False)
     if cfg.decoding.choose_on_dev:
         chosen, metrics["decoding_search"] = choose_decoding(recognizer, dev)
         cfg = cfg.model_copy(update={"decoding": chosen})
         recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
-    for split in ("dev", "test"):
-        rows = [s for s in samples if s.split == split]
-        if rows:
-            metrics[split] = evaluate_samples(recognizer, rows, split, output=out / f"{split}_results.json",
-                                              report=split != "dev")  # dev's exclusions were reported before training
+    metrics["dev"] = evaluate_samples(recognizer, dev, "dev", output=out / "dev_results.json")
+    test = [s for s in samples if s.split == "test"]
+    if test:
+        metrics["test"] = evaluate_samples(recognizer, test, "test", output=out / "test_results.json")
     save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
     plot_training_curves(out / "metrics.jsonl", out / "curves.png")
     return out
