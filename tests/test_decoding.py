@@ -200,3 +200,40 @@ def test_joint_decoding_on_clips_too_short_for_some_hypotheses(seed):
             ref = reference_beam_search(m.decoder, enc.out[i : i + 1, :n], n, 2, 0.5, ctc[i, :n].log_softmax(-1), weight)
             assert [h.tokens for h in got[i]] == [h.tokens for h in ref]
             assert all(h.score > -1e300 for h in got[i])
+
+
+class ScriptedDecoder:
+    """A decoder whose next-token probabilities are a table keyed by the prefix (after <sos>)."""
+
+    def __init__(self, table: dict[tuple[int, ...], dict[int, float]], vocab: int = 7):
+        self.table, self.vocab = table, vocab
+
+    def init_state(self, memory, mask):
+        return ScriptedState(torch.zeros(memory.size(0), 0, dtype=torch.long))
+
+    def step(self, tokens, state):
+        fed = torch.cat([state.fed, tokens[:, None]], 1)  # <sos> and the tokens so far
+        logits = torch.full((len(tokens), self.vocab), -30.0, dtype=torch.float64)
+        for row, prefix in enumerate(fed[:, 1:].tolist()):
+            for label, p in self.table.get(tuple(prefix), {EOS: 1.0}).items():
+                logits[row, label] = math.log(p)
+        return logits, ScriptedState(fed)
+
+
+class ScriptedState:
+    def __init__(self, fed):
+        self.fed = fed
+
+    def select(self, index, same_memory=False):
+        return ScriptedState(self.fed[index])
+
+
+def test_beam_search_keeps_going_while_an_open_beam_can_still_win():
+    """With beam 2, the empty hypothesis (0.40) and B (0.05) end first, while A B (0.55 * 0.96)
+    is still open: stopping at the first two finished would return the empty output."""
+    a, b = 5, 6
+    table = {(): {a: 0.55, EOS: 0.40, b: 0.05}, (a,): {b: 0.96, EOS: 0.04}, (b,): {EOS: 1.0}, (a, b): {EOS: 1.0}}
+    memory = torch.zeros(1, 4, 2, dtype=torch.float64)
+    nbest = beam_search(ScriptedDecoder(table), memory, None, torch.tensor([4]), beam_size=2, max_len=4)[0]
+    assert [h.tokens for h in nbest] == [[a, b], []]
+    assert nbest[0].score == pytest.approx(math.log(0.55 * 0.96))

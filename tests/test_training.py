@@ -15,6 +15,7 @@ import torch
 from signlab.data.manifest import read_manifest
 from signlab.errors import SignlabError
 from signlab.inference.recognizer import Recognizer, evaluate
+from signlab.training.callbacks import average_checkpoints, load_checkpoint
 from signlab.training.data import GlossDataModule, ctc_min_frames, prepare_gloss_data
 from signlab.training.module import GlossRecognitionModule, warmup_cosine
 from signlab.training.run import train
@@ -222,3 +223,29 @@ def test_every_decoder_in_one_pass_gives_what_each_gives_alone(tiny_run, tiny_co
     assert "every decoding method on test (12 clips" in r.stdout and "rescore (beam 4, ctc 0.3)" in r.stdout
     saved = json.loads((tmp_path / "all.json").read_text())["results"]
     assert [(s["decoder"], s["wer"]) for s in saved] == [(t["decoder"], t["wer"]) for t in table["results"]]
+
+
+def test_checkpoints_are_chosen_by_a_cheap_proxy_and_averaged_only_when_it_helps(tiny_corpus, tiny_config, tmp_path):
+    from safetensors.torch import load_file
+
+    run = train([tiny_corpus], tiny_config("training.epochs=3", "training.average_checkpoints=2"), tmp_path / "run",
+                progress=False)
+    epochs = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "epoch"]
+    for r in epochs:  # the decoder is chosen after training, so each epoch is judged by the better of two cheap ones
+        assert r["dev_wer"] == pytest.approx(min(r["dev_wer_rescore"], r["dev_wer_ctc"]))
+    top = sorted((run / "checkpoints").glob("top-*.ckpt"))
+    assert len(top) == 2
+    averaging = json.loads((run / "metrics.json").read_text())["checkpoint_averaging"]
+    assert averaging["epochs"] == sorted(int(p.stem[4:]) for p in top)
+    assert averaging["used"] == ("averaged" if averaging["dev_wer_averaged"] < averaging["dev_wer_best"] else "best")
+    expected = average_checkpoints(top) if averaging["used"] == "averaged" else load_checkpoint(
+        run / "checkpoints" / "best.ckpt")["state_dict"]
+    saved = load_file(run / "model.safetensors")
+    assert all(torch.equal(saved[k], expected[f"model.{k}"]) for k in saved)
+
+
+def test_average_checkpoints_is_the_mean_of_floating_point_weights(tmp_path):
+    for i, value in enumerate((1.0, 4.0)):
+        torch.save({"state_dict": {"w": torch.full((2,), value), "steps": torch.tensor(i)}}, tmp_path / f"{i}.ckpt")
+    mean = average_checkpoints([tmp_path / "0.ckpt", tmp_path / "1.ckpt"])
+    assert torch.equal(mean["w"], torch.full((2,), 2.5)) and mean["steps"] == 0  # counters come from the first

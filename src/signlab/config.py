@@ -87,6 +87,9 @@ class TrainingConfig(_Section):
     strategy: str = "auto"
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
+    average_checkpoints: int = Field(1, ge=1, description=(
+        "gloss recognition: average the weights of the N best epochs by dev WER (icefall's --avg); the average "
+        "replaces the best epoch only if its dev WER is lower. 1 = off"))
     num_workers: int = 0
     max_steps: int = -1
     log_every_n_steps: int = 10

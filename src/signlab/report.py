@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 
 PANELS = (
     ("loss", ("train_loss", "dev_loss", "train_ctc", "train_ce")),
-    ("dev WER (%)", ("dev_wer", "dev_wer_ctc")),
+    ("dev WER (%)", ("dev_wer", "dev_wer_ctc", "dev_wer_rescore")),
     ("CTC blank ratio", ("train_blank_ratio", "dev_blank_ratio")),
     ("learning rate", ("lr",)),
 )

@@ -89,6 +89,16 @@ class Grammar:
         glosses = (*lead, subj, obj, verb, *(("NOT",) if negated else ()))
         return Sentence(glosses, _clause(subj, tense, verb if not negated else f"!{verb}", phrase, when))
 
+    def sample_long(self, rng: np.random.Generator, shortest: int, longest: int) -> Sentence:
+        """Clauses joined into one sentence of ``shortest`` to ``longest`` glosses, the way
+        PHOENIX-2014-T's weather forecasts run several statements together."""
+        while True:
+            target, clauses = int(rng.integers(shortest, longest + 1)), []
+            while sum(len(c.glosses) for c in clauses) < target:
+                clauses.append(self.sample(rng))
+            if sum(len(c.glosses) for c in clauses) <= longest:
+                return Sentence(tuple(g for c in clauses for g in c.glosses), " ".join(c.text for c in clauses))
+
     def _object_phrase(self, verb: str, obj: str) -> str:
         kind = next(k for k, group in self.objects.items() if obj in group)
         phrase = self.objects[kind][obj]

@@ -403,6 +403,7 @@ class CorpusSpec:
     clips_per_signer: int = 80
     extra_nouns: int = 0  # grows the vocabulary beyond the base ~46 glosses
     sentence_pool: int = 0  # 0: a fresh sentence for every clip; N: N fixed sentences, each signed by everyone
+    sentence_glosses: tuple[int, int] | None = None  # (shortest, longest): clauses joined into long sentences
     seed: int = 0
 
 
@@ -426,7 +427,7 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
         if pool:
             picks = [pool[i % len(pool)] for i in range(spec.clips_per_signer)]
         else:
-            picks = [grammar.sample(rng) for _ in range(spec.clips_per_signer)]
+            picks = [_sample(grammar, spec, rng) for _ in range(spec.clips_per_signer)]
         jobs.extend((k, split, signer, i, sentence) for i, sentence in enumerate(picks))
     sentence_ids: dict[Sentence, int] = {}
     for k, split, signer, i, sentence in track(jobs, description="rendering synthetic signers", transient=True):
@@ -451,10 +452,14 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
 def _sentence_pool(grammar: Grammar, spec: CorpusSpec, rng: np.random.Generator) -> list[Sentence]:
     pool: list[Sentence] = []
     while len(pool) < spec.sentence_pool:
-        s = grammar.sample(rng)
+        s = _sample(grammar, spec, rng)
         if s not in pool:
             pool.append(s)
     return pool
+
+
+def _sample(grammar: Grammar, spec: CorpusSpec, rng: np.random.Generator) -> Sentence:
+    return grammar.sample_long(rng, *spec.sentence_glosses) if spec.sentence_glosses else grammar.sample(rng)
 
 
 def _category(sentence: Sentence) -> str:

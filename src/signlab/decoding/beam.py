@@ -3,10 +3,17 @@
 All samples and all beams of a batch are one (B * K) decoder batch, and every step feeds only
 the newest token, reading earlier keys and values from the decoder cache. At each step the 2K
 best continuations of a sample are ranked; those among the first K that end in ``<eos>`` are
-finished hypotheses, and the first K that do not are the next beams. A sample is done once it
-has K finished hypotheses, or when it reaches its length limit (at most one token per encoder
-frame, and ``max_len``), where its open beams are finished as they are. Finished hypotheses are
-ranked by ``score / ((5 + length) / 6) ** length_penalty`` (GNMT), length counting ``<eos>``.
+finished hypotheses (a sample keeps its K best), and the first K that do not are the next beams.
+Finished hypotheses are ranked by ``score / ((5 + length) / 6) ** length_penalty`` (GNMT),
+length counting ``<eos>``.
+
+A sample is done when no open beam can still beat its K-th finished hypothesis, or at its length
+limit (at most one token per encoder frame, and ``max_len``), where its open beams are finished
+as they are. Every step adds a log-probability (<= 0) to a score, so an open beam's score is an
+upper bound on what it can still reach, and divided by the length penalty at the limit, on its
+ranking. Stopping instead at the first K finished hypotheses, as many implementations do, keeps
+short ones that ended early while better, longer beams were still open: on long sentences that
+is most of the attention decoder's deletions (see ``benchmarks/bench_long_sentences.py``).
 
 With ``ctc_weight`` > 0 (joint CTC / attention decoding, as in ESPnet) each beam's candidates
 are the ``1.5 * K`` best labels by attention, scored by
@@ -97,27 +104,28 @@ def beam_search(
         new_rows = rows.gather(1, pick).reshape(-1)
         new_label = label.gather(1, pick).reshape(-1)
         # <eos> among the K best candidates finishes a hypothesis
-        top_list, seqs = top.tolist(), tokens[:, 1:].tolist()
-        for r, j in (is_eos[:, :k]).nonzero().tolist():
-            i = live[r]
-            if len(finished[i]) < k and top_list[r][j] > NEG_INF:
+        top_list = top.tolist()
+        ended = [(r, j) for r, j in is_eos[:, :k].nonzero().tolist() if top_list[r][j] > NEG_INF]
+        if ended:
+            seqs = tokens[:, 1:].tolist()
+            for r, j in ended:
                 seq = seqs[rows[r, j].item()]
-                finished[i].append(Hypothesis(seq, top_list[r][j], top_list[r][j] / length_penalty(len(seq) + 1, alpha)))
+                _keep_best(finished[live[r]], Hypothesis(seq, top_list[r][j], top_list[r][j] / length_penalty(len(seq) + 1, alpha)), k)
         scores = top.gather(1, pick)
         tokens = torch.cat([tokens[new_rows], new_label[:, None]], 1)
         state = state.select(new_rows, same_memory=True)  # beams move only within their own sample
         if joint:
             scorer = scorer.advance(new_rows, column.gather(1, pick).reshape(-1), ctc, ctc_r, new_label)
         step += 1
-        open_scores, open_seqs = scores.tolist(), tokens[:, 1:].tolist()
+        best_open = scores.max(1).values.tolist()
         keep = []
         for r, i in enumerate(live):
-            if len(finished[i]) < k and step >= limit[i]:  # length limit: open beams end here, without <eos>
-                for j in range(k):
-                    if open_scores[r][j] > NEG_INF and len(finished[i]) < k:
-                        seq = open_seqs[r * k + j]
-                        finished[i].append(Hypothesis(seq, open_scores[r][j], open_scores[r][j] / length_penalty(len(seq), alpha)))
-            elif len(finished[i]) < k:
+            if step >= limit[i]:  # length limit: open beams end here, without <eos>
+                open_scores, open_seqs = scores[r].tolist(), tokens[r * k:(r + 1) * k, 1:].tolist()
+                for value, seq in zip(open_scores, open_seqs):
+                    if value > NEG_INF:
+                        _keep_best(finished[i], Hypothesis(seq, value, value / length_penalty(len(seq), alpha)), k)
+            elif not _settled(finished[i], best_open[r], length_penalty(limit[i] + 1, alpha), k):
                 keep.append(r)
         if len(keep) < a:  # drop finished samples from the batch: no more work on them
             live = [live[r] for r in keep]
@@ -126,7 +134,20 @@ def beam_search(
             scores, tokens, state = scores[index], tokens[beam_rows], state.select(beam_rows)
             if joint:
                 scorer = scorer.select(beam_rows)
-    return [sorted(f, key=lambda h: -h.ranking) for f in finished]
+    return finished
+
+
+def _keep_best(finished: list[Hypothesis], hyp: Hypothesis, k: int) -> None:
+    """Add ``hyp`` to a best-first list that keeps at most ``k`` (an equal ranking goes after)."""
+    at = next((n for n, h in enumerate(finished) if h.ranking < hyp.ranking), len(finished))
+    if at < k:
+        finished.insert(at, hyp)
+        del finished[k:]
+
+
+def _settled(finished: list[Hypothesis], best_open: float, penalty_at_limit: float, k: int) -> bool:
+    """True when no open beam (best score ``best_open``) can end above the K-th finished one."""
+    return len(finished) == k and finished[-1].ranking >= best_open / penalty_at_limit
 
 
 @torch.no_grad()

@@ -89,18 +89,20 @@ def reference_beam_search(
             label = labels[parent][label]
             seq = beams[parent][0]
             if label == EOS:
-                if rank < k and len(finished) < k and value > NEG_INF:
+                if rank < k and value > NEG_INF:
                     finished.append(Hypothesis(seq, value, value / length_penalty(len(seq) + 1, alpha)))
             elif len(next_beams) < k:
                 next_beams.append((seq + [label], value))
         beams = next_beams
-        if len(finished) >= k:
-            break
+        finished = sorted(finished, key=lambda h: -h.ranking)[:k]
         if step + 1 >= limit:
-            for seq, value in beams:
-                if value > NEG_INF and len(finished) < k:
-                    finished.append(Hypothesis(seq, value, value / length_penalty(len(seq), alpha)))
-    return sorted(finished, key=lambda h: -h.ranking)
+            ends = [Hypothesis(seq, value, value / length_penalty(len(seq), alpha)) for seq, value in beams if value > NEG_INF]
+            return sorted(finished + ends, key=lambda h: -h.ranking)[:k]
+        # done when no open beam can reach the K-th finished hypothesis: scores only fall
+        reachable = max(value for _, value in beams) / length_penalty(limit + 1, alpha)
+        if len(finished) == k and finished[-1].ranking >= reachable:
+            break
+    return finished
 
 
 @torch.no_grad()

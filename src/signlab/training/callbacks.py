@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 from signlab.atomic import atomic_write
 from signlab.errors import SignlabError
@@ -38,6 +38,23 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise SignlabError(f"{what} is not a Lightning checkpoint written by signlab (no state_dict)")
     return checkpoint
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+    """The mean of the checkpoints' weights (icefall's ``--avg``); tensors that are not floating
+    point (counters, masks) are taken from the first."""
+    states = [load_checkpoint(p)["state_dict"] for p in paths]
+    return {k: torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+
+
+class TopCheckpoints(ModelCheckpoint):
+    """The N best epochs (``checkpoints/top-EEE.ckpt``), kept for checkpoint averaging. A class of
+    its own so that its state in a checkpoint is not confused with the ``best`` one's on resume."""
+
+    def __init__(self, dirpath: Path, monitor: str, mode: str, n: int):
+        super().__init__(dirpath, "top-{epoch:03d}", monitor=monitor, mode=mode, save_top_k=n,
+                         auto_insert_metric_name=False, enable_version_counter=False)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

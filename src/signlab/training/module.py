@@ -10,7 +10,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from signlab.config import Config, TrainingConfig, decoding_options, parse_config
+from signlab.config import (
+    Config,
+    DecodingConfig,
+    TrainingConfig,
+    decoding_options,
+    parse_config,
+)
 from signlab.data.augment.mixing import BatchMix
 from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
@@ -48,6 +54,21 @@ def adamw(module: L.LightningModule, t: TrainingConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(module.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
 
 
+def selection_decoding(cfg: Config) -> DecodingConfig:
+    """The decoder whose dev WER, each epoch, picks the checkpoint.
+
+    With ``decoding.choose_on_dev`` the decoder that ships is chosen only when training ends, so
+    a cheap proxy stands in: the CTC prefix beam's n-best re-ranked by the attention decoder
+    (``rescore``, CTC weight 0.5: one teacher-forced pass, no label-synchronous search), and the
+    epoch's WER is the lower of that and greedy CTC. Both are in the final search, so the proxy
+    is an upper bound on the shipped decoder's dev WER. Without the search, the configured decoder
+    itself. A CTC-only model uses greedy CTC either way.
+    """
+    if cfg.decoding.choose_on_dev and cfg.model.type == "hybrid":
+        return decoding_options(cfg, method="rescore", ctc_weight=0.5)
+    return decoding_options(cfg)
+
+
 class GlossRecognitionModule(L.LightningModule):
     def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
         super().__init__()
@@ -58,7 +79,7 @@ class GlossRecognitionModule(L.LightningModule):
         m = self.cfg.model
         self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
         self.hybrid = m.type == "hybrid"
-        self.decoding = decoding_options(self.cfg)
+        self.decoding = selection_decoding(self.cfg)
         mix = self.cfg.augmentation.mix
         self.mix = BatchMix(mix.mixup, mix.cutmix, mix.alpha) if self.cfg.data.augmentation and mix.mixup + mix.cutmix else None
         # summed over the dev set, then over processes: errors/words per decoder, blanks/frames
@@ -113,10 +134,13 @@ class GlossRecognitionModule(L.LightningModule):
             self.dev_counts, reduce_op="sum"
         ).tolist()
         self.dev_counts.zero_()
-        wer, ratio = 100 * errors / max(words, 1), blanks / max(frames, 1)
+        wer, ctc_wer, ratio = 100 * errors / max(words, 1), 100 * ctc_errors / max(ctc_words, 1), blanks / max(frames, 1)
+        if self.cfg.decoding.choose_on_dev:
+            self.log(f"dev_wer_{self.decoding.method}", wer, sync_dist=True)
+            wer = min(wer, ctc_wer)
         # already summed over processes: sync_dist only averages identical values
         self.log("dev_wer", wer, prog_bar=True, sync_dist=True)
-        self.log("dev_wer_ctc", 100 * ctc_errors / max(ctc_words, 1), sync_dist=True)
+        self.log("dev_wer_ctc", ctc_wer, sync_dist=True)
         self.log("dev_blank_ratio", ratio, sync_dist=True)
         # every CTC model starts all-blank; past warm-up, a ratio this high is collapse
         warmed_up = self.current_epoch + 1 >= self.cfg.training.warmup_epochs

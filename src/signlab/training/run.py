@@ -25,6 +25,7 @@ from signlab.config import (
     builtin_config,
     load_config,
 )
+from signlab.data.features import ScanResult
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import Interrupted, SignlabError
@@ -32,6 +33,7 @@ from signlab.inference.bundle import Bundle, save_bundle
 from signlab.inference.recognizer import (
     Recognizer,
     choose_decoding,
+    compare_decoders,
     evaluate_samples,
     scan_for_wer,
 )
@@ -40,10 +42,12 @@ from signlab.training.callbacks import (
     AtomicCheckpointIO,
     CompactProgressBar,
     JsonlMetrics,
+    TopCheckpoints,
+    average_checkpoints,
     load_checkpoint,
 )
 from signlab.training.data import GlossDataModule, prepare_gloss_data
-from signlab.training.module import GlossRecognitionModule
+from signlab.training.module import GlossRecognitionModule, selection_decoding
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -70,10 +74,12 @@ def check_run_dir(out: Path, resume: bool) -> Path:
     return latest
 
 
-def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress: bool,
+                 keep_best: int = 1) -> tuple[L.Trainer, ModelCheckpoint]:
     """Lightning trainer with signlab's callbacks: checkpoints ``best`` (by ``monitor``) and
-    ``latest`` written atomically, metrics.jsonl, early stopping, a compact progress bar (on a
-    terminal only: in a log file it is noise)."""
+    ``latest`` written atomically (and the ``keep_best`` best epochs, when more than one, for
+    averaging), metrics.jsonl, early stopping, a compact progress bar (on a terminal only: in a
+    log file it is noise)."""
     # Lightning sets its loggers to INFO when first imported; keep them to warnings unless -v
     level = logging.INFO if logging.getLogger("signlab").getEffectiveLevel() <= logging.DEBUG else logging.WARNING
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -82,6 +88,8 @@ def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress
     best = ModelCheckpoint(out / "checkpoints", "best", monitor=monitor, mode=mode, enable_version_counter=False)
     last = ModelCheckpoint(out / "checkpoints", "latest", enable_version_counter=False, save_on_train_epoch_end=True)
     callbacks: list[L.Callback] = [best, last, JsonlMetrics(out / "metrics.jsonl", t.log_every_n_steps)]
+    if keep_best > 1:
+        callbacks.append(TopCheckpoints(out / "checkpoints", monitor, mode, keep_best))
     if progress:
         callbacks.append(CompactProgressBar(leave=False))
     if t.early_stopping_patience:
@@ -156,6 +164,26 @@ def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, da
             "parameters": sum(p.numel() for p in module.model.parameters())}
 
 
+def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
+                      dev: ScanResult) -> dict:
+    """Put the average of the ``top`` epochs' weights into ``module`` (which holds the best
+    epoch's) if it scores a lower dev WER with the per-epoch selection decoder(s)."""
+    epochs = sorted(int(Path(p).stem.split("-")[1]) for p in top.best_k_models)
+    single = {k: v.clone() for k, v in module.state_dict().items()}
+    decoders = {"ctc_greedy": {"method": "ctc_greedy"}, "selection": selection_decoding(module.cfg).model_dump()}
+    wer = {}
+    for name, state in (("best", single), ("averaged", average_checkpoints(list(top.best_k_models)))):
+        module.load_state_dict(state)
+        rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
+        # the epoch's own rule: the lower of the two when the decoder is chosen on dev afterwards
+        wer[name] = min(r["wer"] for r in rows) if module.cfg.decoding.choose_on_dev else rows[-1]["wer"]
+    used = "averaged" if wer["averaged"] < wer["best"] else "best"
+    module.load_state_dict(single if used == "best" else state)
+    log.info("checkpoint averaging of epochs %s: dev WER %.2f against %.2f for the best epoch alone; using the %s",
+             ", ".join(map(str, epochs)), wer["averaged"], wer["best"], "average" if used == "averaged" else "best epoch")
+    return {"epochs": epochs, "dev_wer_best": wer["best"], "dev_wer_averaged": wer["averaged"], "used": used}
+
+
 def train(
     manifests: Sequence[str | Path],
     cfg: Config,
@@ -178,7 +206,7 @@ def train(
         data.write_exclusions(out / "excluded.csv")
 
     t = cfg.training
-    trainer, best = make_trainer(t, out, "dev_wer", "min", progress)
+    trainer, best = make_trainer(t, out, "dev_wer", "min", progress, t.average_checkpoints)
     module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
     metrics = fit(trainer, best, module, GlossDataModule(data), latest, resume)
     if metrics is None:
@@ -187,6 +215,9 @@ def train(
     recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
     # read once for the decoder search and the evaluation; its exclusions were reported before training
     dev = scan_for_wer(recognizer, [s for s in samples if s.split == "dev"], "dev", report=False)
+    top = next((c for c in trainer.callbacks if isinstance(c, TopCheckpoints)), None)
+    if top is not None and len(top.best_k_models) > 1:
+        metrics["checkpoint_averaging"] = average_if_better(module, top, recognizer, dev)
     if cfg.decoding.choose_on_dev:
         chosen, metrics["decoding_search"] = choose_decoding(recognizer, dev)
         cfg = cfg.model_copy(update={"decoding": chosen})
