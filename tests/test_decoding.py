@@ -123,6 +123,19 @@ def test_batched_cached_beam_search_equals_the_per_sample_reference(model, batch
         assert [h.score for h in got[i]] == pytest.approx([h.score for h in ref], abs=1e-9)
 
 
+def test_a_length_bonus_reranks_the_final_nbest_lists_as_the_reference_does(model):
+    enc, ctc = encoded(model, 4, seed=11)
+    plain = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, 4, max_len=9)
+    got = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, 4, max_len=9, bonus=2.0)
+    for i in range(4):
+        n = int(enc.lengths[i])
+        ref = reference_beam_search(model.decoder, enc.out[i : i + 1, :n], min(9, n), 4, bonus=2.0)
+        assert [h.tokens for h in got[i]] == [h.tokens for h in ref]
+        assert sorted(map(tuple, (h.tokens for h in got[i]))) == sorted(map(tuple, (h.tokens for h in plain[i])))
+        assert [h.ranking for h in got[i]] == sorted((h.ranking + 2.0 * len(h.tokens) for h in plain[i]), reverse=True)
+    assert any(len(g[0].tokens) > len(p[0].tokens) for g, p in zip(got, plain))  # longer outputs win
+
+
 @pytest.mark.parametrize("batch", [1, 5])
 def test_beam_1_is_greedy(model, batch):
     enc, _ = encoded(model, batch, seed=7)

@@ -44,7 +44,7 @@ def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_
     metrics = json.loads((run / "metrics.json").read_text())
     search = metrics["decoding_search"]  # the decoder of lowest dev WER became the bundle's default
     best = min(search["results"], key=lambda r: r["wer"])
-    assert search["chosen"] == best["decoder"] and len(search["results"]) == 9
+    assert search["chosen"] == best["decoder"] and len(search["results"]) == 11
     assert metrics["test"]["n"] == 12 and metrics["test"]["decoding"] == best["method"]
     assert metrics["dev"]["wer"] == pytest.approx(best["wer"], abs=0.005)
     assert Recognizer.load(run).decoding.method == best["method"]

@@ -94,6 +94,7 @@ def evaluate(
     beam_size: Annotated[int | None, typer.Option(help="beam width (1 = greedy)")] = None,
     ctc_weight: Annotated[float | None, typer.Option(help="weight of CTC scores in joint / rescore")] = None,
     length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha")] = None,
+    length_bonus: Annotated[float | None, typer.Option(help="attention / joint: bonus per output token")] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     phoenix_cleanup: Annotated[bool | None, typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
     features_dir: Annotated[Path | None, typer.Option()] = None,
@@ -119,7 +120,8 @@ def evaluate(
             write_json(output, table)
         return
     results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
-                           beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
+                           beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty,
+                           length_bonus=length_bonus)
     _console().print_json(json.dumps(results))
 
 

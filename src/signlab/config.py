@@ -164,6 +164,9 @@ class DecodingConfig(_Section):
     beam_size: int = Field(4, ge=1)
     ctc_weight: float = Field(0.3, ge=0, le=1, description="joint / rescore: weight of the CTC score")
     length_penalty: float = Field(0.0, ge=0, description="GNMT alpha; 0 = none")
+    length_bonus: float = Field(0.0, ge=0, description=(
+        "attention / joint: added per output token when the final n-best list is ranked (ESPnet's penalty); "
+        "offsets the attention decoder's preference for short outputs"))
     max_len: int = Field(100, ge=1)
     phoenix_cleanup: bool = False
     choose_on_dev: bool = Field(True, description=(

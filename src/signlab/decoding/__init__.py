@@ -52,6 +52,6 @@ def decode_batch(
     else:
         nbest = beam_search(
             decoder, enc.out, enc.padding_mask, enc.lengths, opts.beam_size, opts.max_len, opts.length_penalty,
-            out.ctc_logits, out.lengths, opts.ctc_weight if method == "joint" else 0.0,
+            out.ctc_logits, out.lengths, opts.ctc_weight if method == "joint" else 0.0, opts.length_bonus,
         )
     return [h[0].tokens if h else [] for h in nbest], out

@@ -5,7 +5,8 @@ the newest token, reading earlier keys and values from the decoder cache. At eac
 best continuations of a sample are ranked; those among the first K that end in ``<eos>`` are
 finished hypotheses (a sample keeps its K best), and the first K that do not are the next beams.
 Finished hypotheses are ranked by ``score / ((5 + length) / 6) ** length_penalty`` (GNMT),
-length counting ``<eos>``.
+length counting ``<eos>``; a ``length_bonus`` per token (ESPnet's ``penalty``) re-ranks the
+final n-best list.
 
 A sample is done when no open beam can still beat its K-th finished hypothesis, or at its length
 limit (at most one token per encoder frame, and ``max_len``), where its open beams are finished
@@ -68,8 +69,10 @@ def beam_search(
     ctc_logits: Tensor | None = None,
     ctc_lengths: Tensor | None = None,
     ctc_weight: float = 0.0,
+    bonus: float = 0.0,
 ) -> list[list[Hypothesis]]:
-    """n-best lists (best first) for a batch of encoder outputs."""
+    """n-best lists (best first) for a batch of encoder outputs; ``bonus`` per output token is
+    added to the rankings of the finished n-best lists before they are sorted the last time."""
     k, device = beam_size, memory.device
     limit = limits(memory_lengths, max_len)
     finished: list[list[Hypothesis]] = [[] for _ in limit]
@@ -134,7 +137,14 @@ def beam_search(
             scores, tokens, state = scores[index], tokens[beam_rows], state.select(beam_rows)
             if joint:
                 scorer = scorer.select(beam_rows)
-    return finished
+    return [with_bonus(f, bonus) for f in finished]
+
+
+def with_bonus(nbest: list[Hypothesis], bonus: float) -> list[Hypothesis]:
+    """The n-best list re-ranked with ``bonus`` added per output token (best first)."""
+    if not bonus:
+        return nbest
+    return sorted((Hypothesis(h.tokens, h.score, h.ranking + bonus * len(h.tokens)) for h in nbest), key=lambda h: -h.ranking)
 
 
 def _keep_best(finished: list[Hypothesis], hyp: Hypothesis, k: int) -> None:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from signlab.decoding.beam import NEVER_OUTPUT, Hypothesis, length_penalty
+from signlab.decoding.beam import NEVER_OUTPUT, Hypothesis, length_penalty, with_bonus
 from signlab.decoding.ctc import NEG_INF, log_probs
 from signlab.models.transformer import TransformerDecoder
 from signlab.vocab import BLANK, EOS, SOS
@@ -59,6 +59,7 @@ def reference_beam_search(
     alpha: float = 0.0,
     ctc_logp: Tensor | None = None,
     ctc_weight: float = 0.0,
+    bonus: float = 0.0,
 ) -> list[Hypothesis]:
     """The rules of :func:`~signlab.decoding.beam.beam_search` for one unpadded sample (1, S, d)."""
     k = beam_size
@@ -97,12 +98,12 @@ def reference_beam_search(
         finished = sorted(finished, key=lambda h: -h.ranking)[:k]
         if step + 1 >= limit:
             ends = [Hypothesis(seq, value, value / length_penalty(len(seq), alpha)) for seq, value in beams if value > NEG_INF]
-            return sorted(finished + ends, key=lambda h: -h.ranking)[:k]
+            return with_bonus(sorted(finished + ends, key=lambda h: -h.ranking)[:k], bonus)
         # done when no open beam can reach the K-th finished hypothesis: scores only fall
         reachable = max(value for _, value in beams) / length_penalty(limit + 1, alpha)
         if len(finished) == k and finished[-1].ranking >= reachable:
             break
-    return finished
+    return with_bonus(finished, bonus)
 
 
 @torch.no_grad()

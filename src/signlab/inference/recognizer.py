@@ -45,7 +45,7 @@ class Recognizer:
     """Raw (T, D) features in, glosses out, with the bundle's own preprocessing.
 
     ``decoding`` overrides the bundle's decoding settings: ``method``, ``beam_size``,
-    ``ctc_weight``, ``length_penalty``, ``max_len``.
+    ``ctc_weight``, ``length_penalty``, ``length_bonus``, ``max_len``.
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", **decoding: Any):
@@ -118,6 +118,7 @@ COMPARED_DECODERS = {
     "ctc_beam (4)": {"method": "ctc_beam", "beam_size": 4},
     "attention (greedy)": {"method": "attention", "beam_size": 1},
     "attention (beam 4)": {"method": "attention", "beam_size": 4},
+    "attention (beam 4, bonus 0.5)": {"method": "attention", "beam_size": 4, "length_bonus": 0.5},
     "joint (beam 4, ctc 0.3)": {"method": "joint", "beam_size": 4, "ctc_weight": 0.3},
     "rescore (beam 4, ctc 0.3)": {"method": "rescore", "beam_size": 4, "ctc_weight": 0.3},
 }
@@ -177,6 +178,8 @@ def dev_search_grid(opts: DecodingConfig) -> dict[str, dict[str, Any]]:
     grid: dict[str, dict[str, Any]] = {"ctc_greedy": {"method": "ctc_greedy"},
                                        f"ctc_beam ({k})": {"method": "ctc_beam", "beam_size": k},
                                        f"attention (beam {k})": {"method": "attention", "beam_size": k}}
+    for bonus in (0.5, 1.0):
+        grid[f"attention (beam {k}, bonus {bonus})"] = {"method": "attention", "beam_size": k, "length_bonus": bonus}
     for method in ("joint", "rescore"):
         for w in (0.3, 0.5, 0.7):
             grid[f"{method} (beam {k}, ctc {w})"] = {"method": method, "beam_size": k, "ctc_weight": w}

@@ -34,7 +34,7 @@ def translate_clips(bundle: SentenceBundle, clips: Sequence[np.ndarray], batch_s
         enc = model.encode(torch.from_numpy(x).to(device), torch.from_numpy(lengths).to(device))
         text_limit = torch.full_like(enc.lengths, opts.max_len)  # words are not tied to frames, unlike glosses
         nbest = beam_search(model.decoder, enc.context, enc.padding_mask, text_limit, opts.beam_size, opts.max_len,
-                            opts.length_penalty)
+                            opts.length_penalty, bonus=opts.length_bonus)
         out += [" ".join(bundle.vocab.decode(h[0].tokens)) if h else "" for h in nbest]
     return out
 
