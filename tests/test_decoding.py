@@ -167,6 +167,23 @@ def test_joint_with_ctc_weight_0_is_attention_decoding(model):
     assert att == joint
 
 
+def test_joint_decoding_returns_the_best_of_its_beam_and_the_rescored_ctc_nbest(model):
+    x = torch.randn(6, 12, 6, dtype=torch.float64)
+    lengths = torch.tensor([12, 3, 7, 9, 5, 11])
+    enc = model.encode(x, lengths)
+    ctc = model.ctc_head(enc.out)
+    beam = beam_search(model.decoder, enc.out, enc.padding_mask, enc.lengths, 3, 100, 0.0, ctc, enc.lengths, 0.4)
+    rescored = attention_rescore(model.decoder, enc.out, enc.padding_mask, ctc, enc.lengths, 3, 0.4)
+    got, _ = decode_batch(model, x, lengths, DecodingConfig(method="joint", beam_size=3, ctc_weight=0.4))
+    for i in range(6):
+        best = max(beam[i][:1] + rescored[i][:1], key=lambda h: h.ranking)
+        assert got[i] == best.tokens
+        # the same joint score: a hypothesis found by both searches scores the same in each
+        for h in beam[i]:
+            twin = [r for r in rescored[i] if r.tokens == h.tokens]
+            assert all(r.score == pytest.approx(h.score, abs=1e-9) for r in twin)
+
+
 def test_rescoring_ranks_ctc_nbest_by_the_weighted_scores(model):
     enc, ctc = encoded(model, 3, seed=5)
     got = attention_rescore(model.decoder, enc.out, enc.padding_mask, ctc, enc.lengths, beam_size=4, ctc_weight=0.3)
@@ -177,7 +194,7 @@ def test_rescoring_ranks_ctc_nbest_by_the_weighted_scores(model):
         for h in nbest[i]:
             logp = model.decoder(torch.tensor([[SOS, *h.tokens]]), enc.out[i : i + 1, :n])[0].log_softmax(-1)
             att = sum(logp[j, t].item() for j, t in enumerate([*h.tokens, EOS]))
-            expected[tuple(h.tokens)] = 0.3 * h.score + 0.7 * att
+            expected[tuple(h.tokens)] = 0.3 * ctc_prefix_logprob(ctc[i, :n].detach().log_softmax(-1), h.tokens, whole=True) + 0.7 * att
         assert [tuple(h.tokens) for h in got[i]] == sorted(expected, key=lambda t: -expected[t])
         assert got[i][0].score == pytest.approx(max(expected.values()))
 

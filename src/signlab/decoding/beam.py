@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from signlab.decoding.ctc import (
@@ -169,11 +170,16 @@ def attention_rescore(
     ctc_lengths: Tensor,
     beam_size: int = 4,
     ctc_weight: float = 0.3,
+    alpha: float = 0.0,
+    bonus: float = 0.0,
 ) -> list[list[Hypothesis]]:
-    """CTC prefix beam search n-best lists, re-ranked by ``w * CTC + (1 - w) * attention``.
+    """CTC prefix beam search n-best lists, re-ranked by ``w * CTC + (1 - w) * attention`` (with
+    the length penalty ``alpha`` and ``bonus`` per token, as :func:`beam_search` ranks).
 
     The attention score of every hypothesis of every sample comes from one teacher-forced
-    decoder pass: log P(tokens + <eos> | x).
+    decoder pass: log P(tokens + <eos> | x); the CTC score is the exact log P_ctc(tokens | x)
+    over all alignments (one ``ctc_loss`` call), not the beam's pruned sum, so a hypothesis
+    scores the same here as in joint :func:`beam_search`.
     """
     nbest = ctc_prefix_beam_search(ctc_logits, ctc_lengths, beam_size)
     owner = [i for i, hyps in enumerate(nbest) for _ in hyps]
@@ -191,12 +197,25 @@ def attention_rescore(
     mask = None if memory_padding_mask is None else memory_padding_mask[index]
     logp = log_probs(decoder(inp, memory[index], mask))
     att = logp.gather(2, tgt.clamp(min=0)[..., None])[..., 0].masked_fill(tgt == PAD, 0.0).sum(1).tolist()
+    ctc = (-F.ctc_loss(log_probs(ctc_logits)[index].transpose(0, 1), inp[:, 1:].clamp(min=0), ctc_lengths[index],
+                       torch.tensor([len(q) for q in seqs], device=device), blank=BLANK, reduction="none")).tolist()
     out: list[list[Hypothesis]] = [[] for _ in nbest]
     r = 0
     for i, hyps in enumerate(nbest):
         for h in hyps:
-            joint = ctc_weight * h.score + (1 - ctc_weight) * att[r]
-            out[i].append(Hypothesis(h.tokens, joint, joint))
+            joint = ctc_weight * ctc[r] + (1 - ctc_weight) * att[r]
+            out[i].append(Hypothesis(h.tokens, joint, joint / length_penalty(len(h.tokens) + 1, alpha)))
             r += 1
-        out[i].sort(key=lambda h: -h.ranking)
+        out[i] = with_bonus(sorted(out[i], key=lambda h: -h.ranking), bonus)
     return out
+
+
+def merge_nbest(a: list[Hypothesis], b: list[Hypothesis], k: int) -> list[Hypothesis]:
+    """The ``k`` best of two n-best lists ranked the same way (best first; a hypothesis in both
+    counts once)."""
+    seen, out = set(), []
+    for h in sorted(a + b, key=lambda h: -h.ranking):
+        if tuple(h.tokens) not in seen:
+            seen.add(tuple(h.tokens))
+            out.append(h)
+    return out[:k]
