@@ -12,9 +12,10 @@ A sample is done when no open beam can still beat its K-th finished hypothesis, 
 limit (at most one token per encoder frame, and ``max_len``), where its open beams are finished
 as they are. Every step adds a log-probability (<= 0) to a score, so an open beam's score is an
 upper bound on what it can still reach, and divided by the length penalty at the limit, on its
-ranking. Stopping instead at the first K finished hypotheses, as many implementations do, keeps
-short ones that ended early while better, longer beams were still open: on long sentences that
-is most of the attention decoder's deletions (see ``benchmarks/bench_long_sentences.py``).
+ranking. Stopping instead at the first K finished hypotheses, as many implementations do, can
+keep short ones that ended early while better, longer beams were still open (on the
+long-sentence benchmark this was rare: the attention decoder's deletions are skipped clauses
+that its own scores prefer, see the README).
 
 With ``ctc_weight`` > 0 (joint CTC / attention decoding, as in ESPnet) each beam's candidates
 are the ``1.5 * K`` best labels by attention, scored by
@@ -114,7 +115,8 @@ def beam_search(
             seqs = tokens[:, 1:].tolist()
             for r, j in ended:
                 seq = seqs[rows[r, j].item()]
-                _keep_best(finished[live[r]], Hypothesis(seq, top_list[r][j], top_list[r][j] / length_penalty(len(seq) + 1, alpha)), k)
+                value = top_list[r][j]
+                _keep_best(finished[live[r]], Hypothesis(seq, value, value / length_penalty(len(seq) + 1, alpha)), k)
         scores = top.gather(1, pick)
         tokens = torch.cat([tokens[new_rows], new_label[:, None]], 1)
         state = state.select(new_rows, same_memory=True)  # beams move only within their own sample

@@ -171,14 +171,14 @@ def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recog
     epochs = sorted(int(Path(p).stem.split("-")[1]) for p in top.best_k_models)
     single = {k: v.clone() for k, v in module.state_dict().items()}
     decoders = {"ctc_greedy": {"method": "ctc_greedy"}, "selection": selection_decoding(module.cfg).model_dump()}
-    wer = {}
-    for name, state in (("best", single), ("averaged", average_checkpoints(list(top.best_k_models)))):
+    averaged, wer = average_checkpoints(list(top.best_k_models)), {}
+    for name, state in (("best", single), ("averaged", averaged)):
         module.load_state_dict(state)
         rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
         # the epoch's own rule: the lower of the two when the decoder is chosen on dev afterwards
         wer[name] = min(r["wer"] for r in rows) if module.cfg.decoding.choose_on_dev else rows[-1]["wer"]
     used = "averaged" if wer["averaged"] < wer["best"] else "best"
-    module.load_state_dict(single if used == "best" else state)
+    module.load_state_dict(averaged if used == "averaged" else single)
     log.info("checkpoint averaging of epochs %s: dev WER %.2f against %.2f for the best epoch alone; using the %s",
              ", ".join(map(str, epochs)), wer["averaged"], wer["best"], "average" if used == "averaged" else "best epoch")
     return {"epochs": epochs, "dev_wer_best": wer["best"], "dev_wer_averaged": wer["averaged"], "used": used}
