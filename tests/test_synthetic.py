@@ -25,6 +25,14 @@ def test_grammar_gives_glosses_with_english_text(rng):
     assert len(Grammar(extra_nouns=300).glosses) > 300
 
 
+def test_long_sentences_join_whole_clauses_within_the_asked_lengths(rng):
+    g = Grammar(extra_nouns=20)
+    sentences = [g.sample_long(rng, 8, 15) for _ in range(200)]
+    lengths = [len(s.glosses) for s in sentences]
+    assert min(lengths) >= 8 and max(lengths) <= 15 and len(set(lengths)) >= 6  # the whole range is used
+    assert all(s.text.count(".") + s.text.count("?") >= 2 for s in sentences)  # several clauses, each with its text
+
+
 def test_rendering_is_deterministic_and_signers_differ():
     g = Grammar()
     lex = make_lexicon(g.glosses, 0)
