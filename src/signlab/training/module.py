@@ -69,6 +69,12 @@ def selection_decoding(cfg: Config) -> DecodingConfig:
     return decoding_options(cfg)
 
 
+def epoch_wer(cfg: Config, wer: float, ctc_wer: float) -> float:
+    """The dev WER that ranks epochs, from the :func:`selection_decoding` WER and greedy CTC's:
+    the lower of the two while the shipped decoder is still to be chosen on dev."""
+    return min(wer, ctc_wer) if cfg.decoding.choose_on_dev else wer
+
+
 class GlossRecognitionModule(L.LightningModule):
     def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
         super().__init__()
@@ -137,9 +143,8 @@ class GlossRecognitionModule(L.LightningModule):
         wer, ctc_wer, ratio = 100 * errors / max(words, 1), 100 * ctc_errors / max(ctc_words, 1), blanks / max(frames, 1)
         if self.cfg.decoding.choose_on_dev:
             self.log(f"dev_wer_{self.decoding.method}", wer, sync_dist=True)
-            wer = min(wer, ctc_wer)
         # already summed over processes: sync_dist only averages identical values
-        self.log("dev_wer", wer, prog_bar=True, sync_dist=True)
+        self.log("dev_wer", epoch_wer(self.cfg, wer, ctc_wer), prog_bar=True, sync_dist=True)
         self.log("dev_wer_ctc", ctc_wer, sync_dist=True)
         self.log("dev_blank_ratio", ratio, sync_dist=True)
         # every CTC model starts all-blank; past warm-up, a ratio this high is collapse

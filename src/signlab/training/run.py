@@ -47,7 +47,11 @@ from signlab.training.callbacks import (
     load_checkpoint,
 )
 from signlab.training.data import GlossDataModule, prepare_gloss_data
-from signlab.training.module import GlossRecognitionModule, selection_decoding
+from signlab.training.module import (
+    GlossRecognitionModule,
+    epoch_wer,
+    selection_decoding,
+)
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -167,21 +171,21 @@ def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, da
 def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
                       dev: ScanResult) -> dict:
     """Put the average of the ``top`` epochs' weights into ``module`` (which holds the best
-    epoch's) if it scores a lower dev WER with the per-epoch selection decoder(s)."""
+    epoch's) if its dev WER, by the rule that picked the epochs, is lower than the best epoch's
+    (which training already measured)."""
     epochs = sorted(int(Path(p).stem.split("-")[1]) for p in top.best_k_models)
+    best = round(float(top.best_model_score), 2)
     single = {k: v.clone() for k, v in module.state_dict().items()}
-    decoders = {"ctc_greedy": {"method": "ctc_greedy"}, "selection": selection_decoding(module.cfg).model_dump()}
-    averaged, wer = average_checkpoints(list(top.best_k_models)), {}
-    for name, state in (("best", single), ("averaged", averaged)):
-        module.load_state_dict(state)
-        rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
-        # the epoch's own rule: the lower of the two when the decoder is chosen on dev afterwards
-        wer[name] = min(r["wer"] for r in rows) if module.cfg.decoding.choose_on_dev else rows[-1]["wer"]
-    used = "averaged" if wer["averaged"] < wer["best"] else "best"
-    module.load_state_dict(averaged if used == "averaged" else single)
+    module.load_state_dict(average_checkpoints(list(top.best_k_models)))
+    decoders = {"selection": selection_decoding(module.cfg).model_dump(), "ctc_greedy": {"method": "ctc_greedy"}}
+    rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
+    averaged = round(epoch_wer(module.cfg, rows[0]["wer"], rows[-1]["wer"]), 2)
+    used = "averaged" if averaged < best else "best"
+    if used == "best":
+        module.load_state_dict(single)
     log.info("checkpoint averaging of epochs %s: dev WER %.2f against %.2f for the best epoch alone; using the %s",
-             ", ".join(map(str, epochs)), wer["averaged"], wer["best"], "average" if used == "averaged" else "best epoch")
-    return {"epochs": epochs, "dev_wer_best": wer["best"], "dev_wer_averaged": wer["averaged"], "used": used}
+             ", ".join(map(str, epochs)), averaged, best, "average" if used == "averaged" else "best epoch")
+    return {"epochs": epochs, "dev_wer_best": best, "dev_wer_averaged": averaged, "used": used}
 
 
 def train(
