@@ -12,14 +12,15 @@ from signlab.decoding.ctc import (
     ctc_greedy_decode,
     ctc_prefix_beam_search,
 )
-from signlab.decoding.reference import (
-    ctc_prefix_logprob,
-    reference_beam_search,
-    reference_greedy,
-)
 from signlab.errors import SignlabError
 from signlab.models import HybridCTCAttentionModel, TCNCTCModel
 from signlab.vocab import BLANK, EOS, SOS
+from tests.reference_decoders import (
+    ctc_prefix_logprob,
+    reference_beam_search,
+    reference_ctc_prefix_beam_search,
+    reference_greedy,
+)
 
 
 def one_hot(paths, vocab=8):
@@ -81,6 +82,19 @@ def test_ctc_prefix_beam_search_with_a_wide_beam_is_exact(tiny_ctc):
         assert math.exp(hyps[0].score) == pytest.approx(probs[best])
         for h in hyps:
             assert math.exp(h.score) <= probs[tuple(h.tokens)] + 1e-12  # beams only ever lose paths
+
+
+@pytest.mark.parametrize("beam", [2, 4, 8])
+def test_batched_ctc_prefix_beam_search_equals_the_per_sample_reference(beam):
+    torch.manual_seed(beam)
+    logits = torch.randn(6, 25, 7, dtype=torch.float64) * 2
+    logits[..., BLANK] += 1.0
+    logits[:, 5:9, 3] += 4.0  # a label held over frames: repeats and blank-separated repeats
+    lengths = torch.tensor([25, 1, 7, 18, 25, 12])
+    for i, hyps in enumerate(ctc_prefix_beam_search(logits, lengths, beam)):
+        expected = reference_ctc_prefix_beam_search(logits[i, : lengths[i]].log_softmax(-1), beam)
+        assert [h.tokens for h in hyps] == [tokens for tokens, _ in expected]
+        assert [h.score for h in hyps] == pytest.approx([score for _, score in expected], abs=1e-9)
 
 
 @pytest.mark.parametrize("batch", [1, 4, 7])
@@ -239,10 +253,10 @@ class ScriptedDecoder:
         self.table, self.vocab = table, vocab
 
     def init_state(self, memory, mask):
-        return ScriptedState(torch.zeros(memory.size(0), 0, dtype=torch.long))
+        return ScriptedState(None)
 
     def step(self, tokens, state):
-        fed = torch.cat([state.fed, tokens[:, None]], 1)  # <sos> and the tokens so far
+        fed = tokens[:, None] if state.fed is None else torch.cat([state.fed, tokens[:, None]], 1)  # <sos> and the tokens so far
         logits = torch.full((len(tokens), self.vocab), -30.0, dtype=torch.float64)
         for row, prefix in enumerate(fed[:, 1:].tolist()):
             for label, p in self.table.get(tuple(prefix), {EOS: 1.0}).items():
@@ -254,8 +268,8 @@ class ScriptedState:
     def __init__(self, fed):
         self.fed = fed
 
-    def select(self, index, same_memory=False):
-        return ScriptedState(self.fed[index])
+    def select(self, rows, samples=None):
+        return ScriptedState(self.fed[rows])
 
 
 def test_beam_search_keeps_going_while_an_open_beam_can_still_win():

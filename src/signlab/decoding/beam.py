@@ -54,11 +54,6 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha if alpha else 1.0
 
 
-def limits(memory_lengths: Tensor, max_len: int) -> list[int]:
-    """Output-length limit per sample: one token per encoder frame at most, and ``max_len``."""
-    return memory_lengths.clamp(max=max_len).tolist()
-
-
 @torch.no_grad()
 def beam_search(
     decoder: TransformerDecoder,
@@ -74,21 +69,33 @@ def beam_search(
     bonus: float = 0.0,
 ) -> list[list[Hypothesis]]:
     """n-best lists (best first) for a batch of encoder outputs; ``bonus`` per output token is
-    added to the rankings of the finished n-best lists before they are sorted the last time."""
-    k, device = beam_size, memory.device
-    limit = limits(memory_lengths, max_len)
-    finished: list[list[Hypothesis]] = [[] for _ in limit]
-    live = [i for i, lim in enumerate(limit) if lim > 0]  # samples still decoding; tensors hold their rows only
-    rows_of = torch.tensor(live, device=device, dtype=torch.long).repeat_interleave(k)  # K beam rows per sample
-    state = decoder.init_state(memory, memory_padding_mask).select(rows_of)
+    added to the rankings of the finished n-best lists before they are sorted the last time.
+
+    Beams, scores and finished hypotheses live on the model's device; each step reads back one
+    tensor, which samples are done, and the n-best lists come back once at the end.
+    """
+    k, device, b = beam_size, memory.device, memory.size(0)
+    limit_list = memory_lengths.clamp(max=max_len).tolist()  # one output token per encoder frame at most
+    limit = torch.tensor(limit_list, device=device)
+    # a sample's best possible ranking at its limit divides an open score by this
+    penalty_at_limit = torch.tensor([length_penalty(n + 1, alpha) for n in limit_list], device=device, dtype=torch.float64)
+    longest = max(limit_list, default=0)
+    # the K best finished hypotheses of every sample, best first (ranking -inf: an empty slot)
+    fin_rank = torch.full((b, k), NEG_INF, device=device, dtype=torch.float64)
+    fin_score = torch.full((b, k), NEG_INF, device=device, dtype=torch.promote_types(memory.dtype, torch.float32))
+    fin_tokens = torch.full((b, k, longest), PAD, device=device, dtype=torch.long)
+    fin_len = torch.zeros((b, k), device=device, dtype=torch.long)
+    live = (limit > 0).nonzero()[:, 0]  # samples still decoding; every other tensor holds their rows only
+    a = len(live)
+    state = decoder.init_state(memory[live], None if memory_padding_mask is None else memory_padding_mask[live])
     joint = ctc_weight > 0
-    scorer = CTCPrefixScorer(ctc_logits, ctc_lengths, EOS).select(rows_of) if joint else None
-    scores = torch.full((len(live), k), NEG_INF, device=device, dtype=torch.promote_types(memory.dtype, torch.float32))
+    if joint:
+        scorer = CTCPrefixScorer(ctc_logits[live], ctc_lengths[live], EOS).select(torch.arange(a, device=device).repeat_interleave(k))
+    scores = torch.full((a, k), NEG_INF, device=device, dtype=fin_score.dtype)
     scores[:, 0] = 0.0  # K identical <sos> beams; only one may expand
-    tokens = torch.full((len(live) * k, 1), SOS, dtype=torch.long, device=device)
+    tokens = torch.full((a * k, 1), SOS, dtype=torch.long, device=device)
     step = 0
-    while live:
-        a = len(live)
+    while a:
         logits, state = decoder.step(tokens[:, -1], state)
         logp = log_probs(logits).index_fill(1, NEVER_OUTPUT.to(device), NEG_INF)  # (A*K, V)
         if joint:
@@ -108,39 +115,44 @@ def beam_search(
         pick = ((~is_eos) & (torch.cumsum(~is_eos, dim=1) <= k)).nonzero()[:, 1].reshape(a, k)
         new_rows = rows.gather(1, pick).reshape(-1)
         new_label = label.gather(1, pick).reshape(-1)
-        # <eos> among the K best candidates finishes a hypothesis
-        top_list = top.tolist()
-        ended = [(r, j) for r, j in is_eos[:, :k].nonzero().tolist() if top_list[r][j] > NEG_INF]
-        if ended:
-            seqs = tokens[:, 1:].tolist()
-            for r, j in ended:
-                seq = seqs[rows[r, j].item()]
-                value = top_list[r][j]
-                _keep_best(finished[live[r]], Hypothesis(seq, value, value / length_penalty(len(seq) + 1, alpha)), k)
+        # <eos> among the K best candidates finishes a hypothesis (the tokens of its parent)
+        ended = is_eos[:, :k] & (top[:, :k] > NEG_INF)
+        ended_tokens = tokens[rows[:, :k]][..., 1:]  # (A, K, step)
         scores = top.gather(1, pick)
         tokens = torch.cat([tokens[new_rows], new_label[:, None]], 1)
-        state = state.select(new_rows, same_memory=True)  # beams move only within their own sample
+        state = state.select(new_rows)  # beams move only within their own sample
         if joint:
             scorer = scorer.advance(new_rows, column.gather(1, pick).reshape(-1), ctc, ctc_r, new_label)
         step += 1
-        best_open = scores.max(1).values.tolist()
-        keep = []
-        for r, i in enumerate(live):
-            if step >= limit[i]:  # length limit: open beams end here, without <eos>
-                open_scores, open_seqs = scores[r].tolist(), tokens[r * k:(r + 1) * k, 1:].tolist()
-                for value, seq in zip(open_scores, open_seqs):
-                    if value > NEG_INF:
-                        _keep_best(finished[i], Hypothesis(seq, value, value / length_penalty(len(seq), alpha)), k)
-            elif not _settled(finished[i], best_open[r], length_penalty(limit[i] + 1, alpha), k):
-                keep.append(r)
+        # at its length limit a sample's open beams end as they are, without <eos>
+        at_limit = step >= limit[live]
+        opened = at_limit[:, None] & (scores > NEG_INF)
+        penalty = length_penalty(step, alpha)  # ended: step - 1 tokens and <eos>; open: step tokens
+        cand_rank = torch.cat([fin_rank[live], torch.where(ended, top[:, :k].double() / penalty, NEG_INF),
+                               torch.where(opened, scores.double() / penalty, NEG_INF)], 1)
+        cand_score = torch.cat([fin_score[live], top[:, :k], scores], 1)
+        cand_tokens = torch.cat([fin_tokens[live], F.pad(ended_tokens, (0, longest - step + 1), value=PAD),
+                                 F.pad(tokens[:, 1:].reshape(a, k, step), (0, longest - step), value=PAD)], 1)
+        cand_len = torch.cat([fin_len[live], torch.full((a, k), step - 1, device=device),
+                              torch.full((a, k), step, device=device)], 1)
+        # a stable sort keeps the earlier of equal rankings first: finished, then ended, then open
+        best = cand_rank.sort(dim=1, descending=True, stable=True).indices[:, :k]
+        fin_rank[live], fin_score[live] = cand_rank.gather(1, best), cand_score.gather(1, best)
+        fin_tokens[live] = cand_tokens.gather(1, best[..., None].expand(a, k, longest))
+        fin_len[live] = cand_len.gather(1, best)
+        # done: at the limit, or no open beam can end above the K-th finished hypothesis
+        kth = fin_rank[live, -1]
+        settled = (kth > NEG_INF) & (kth >= scores.max(1).values.double() / penalty_at_limit[live])
+        keep = (~(at_limit | settled)).nonzero()[:, 0]  # the one read-back a step
         if len(keep) < a:  # drop finished samples from the batch: no more work on them
-            live = [live[r] for r in keep]
-            index = torch.tensor(keep, device=device, dtype=torch.long)
-            beam_rows = (index[:, None] * k + torch.arange(k, device=device)).reshape(-1)
-            scores, tokens, state = scores[index], tokens[beam_rows], state.select(beam_rows)
+            live, a = live[keep], len(keep)
+            beam_rows = (keep[:, None] * k + torch.arange(k, device=device)).reshape(-1)
+            scores, tokens, state = scores[keep], tokens[beam_rows], state.select(beam_rows, samples=keep)
             if joint:
                 scorer = scorer.select(beam_rows)
-    return [with_bonus(f, bonus) for f in finished]
+    ranks, values, seqs, lens = fin_rank.tolist(), fin_score.tolist(), fin_tokens.tolist(), fin_len.tolist()
+    return [with_bonus([Hypothesis(seqs[i][j][: lens[i][j]], values[i][j], ranks[i][j]) for j in range(k)
+                        if ranks[i][j] > NEG_INF], bonus) for i in range(b)]
 
 
 def with_bonus(nbest: list[Hypothesis], bonus: float) -> list[Hypothesis]:
@@ -148,19 +160,6 @@ def with_bonus(nbest: list[Hypothesis], bonus: float) -> list[Hypothesis]:
     if not bonus:
         return nbest
     return sorted((Hypothesis(h.tokens, h.score, h.ranking + bonus * len(h.tokens)) for h in nbest), key=lambda h: -h.ranking)
-
-
-def _keep_best(finished: list[Hypothesis], hyp: Hypothesis, k: int) -> None:
-    """Add ``hyp`` to a best-first list that keeps at most ``k`` (an equal ranking goes after)."""
-    at = next((n for n, h in enumerate(finished) if h.ranking < hyp.ranking), len(finished))
-    if at < k:
-        finished.insert(at, hyp)
-        del finished[k:]
-
-
-def _settled(finished: list[Hypothesis], best_open: float, penalty_at_limit: float, k: int) -> bool:
-    """True when no open beam (best score ``best_open``) can end above the K-th finished one."""
-    return len(finished) == k and finished[-1].ranking >= best_open / penalty_at_limit
 
 
 @torch.no_grad()
@@ -184,31 +183,28 @@ def attention_rescore(
     scores the same here as in joint :func:`beam_search`.
     """
     nbest = ctc_prefix_beam_search(ctc_logits, ctc_lengths, beam_size)
-    owner = [i for i, hyps in enumerate(nbest) for _ in hyps]
-    seqs = [h.tokens for hyps in nbest for h in hyps]
-    if not seqs:
+    if not any(nbest):
         return [[] for _ in nbest]
-    longest = max(len(s) for s in seqs) + 1
-    device = memory.device
-    inp = torch.full((len(seqs), longest), PAD, dtype=torch.long, device=device)
-    tgt = torch.full((len(seqs), longest), PAD, dtype=torch.long, device=device)
-    for r, s in enumerate(seqs):
+    # K rows per sample (a short list padded with its first hypothesis), so that the decoder reads
+    # each sample's encoder output once for all its rows
+    k, device = max(map(len, nbest)), memory.device
+    seqs = [[h.tokens for h in hyps] + [hyps[0].tokens if hyps else []] * (k - len(hyps)) for hyps in nbest]
+    longest = max(len(s) for hyps in seqs for s in hyps) + 1
+    inp = torch.full((len(nbest) * k, longest), PAD, dtype=torch.long, device=device)
+    tgt = torch.full_like(inp, PAD)
+    for r, s in enumerate(s for hyps in seqs for s in hyps):
         inp[r, : len(s) + 1] = torch.tensor([SOS, *s])
         tgt[r, : len(s) + 1] = torch.tensor([*s, EOS])
-    index = torch.tensor(owner, device=device)
-    mask = None if memory_padding_mask is None else memory_padding_mask[index]
-    logp = log_probs(decoder(inp, memory[index], mask))
-    att = logp.gather(2, tgt.clamp(min=0)[..., None])[..., 0].masked_fill(tgt == PAD, 0.0).sum(1).tolist()
-    ctc = (-F.ctc_loss(log_probs(ctc_logits)[index].transpose(0, 1), inp[:, 1:].clamp(min=0), ctc_lengths[index],
-                       torch.tensor([len(q) for q in seqs], device=device), blank=BLANK, reduction="none")).tolist()
-    out: list[list[Hypothesis]] = [[] for _ in nbest]
-    r = 0
-    for i, hyps in enumerate(nbest):
-        for h in hyps:
-            joint = ctc_weight * ctc[r] + (1 - ctc_weight) * att[r]
-            out[i].append(Hypothesis(h.tokens, joint, joint / length_penalty(len(h.tokens) + 1, alpha)))
-            r += 1
-        out[i] = with_bonus(sorted(out[i], key=lambda h: -h.ranking), bonus)
+    logp = log_probs(decoder(inp, memory, memory_padding_mask))
+    att = logp.gather(2, tgt.clamp(min=0)[..., None])[..., 0].masked_fill(tgt == PAD, 0.0).sum(1)
+    index = torch.arange(len(nbest), device=device).repeat_interleave(k)
+    ctc = -F.ctc_loss(log_probs(ctc_logits)[index].transpose(0, 1), inp[:, 1:].clamp(min=0), ctc_lengths[index],
+                      (tgt != PAD).sum(1) - 1, blank=BLANK, reduction="none")
+    joint = (ctc_weight * ctc.double() + (1 - ctc_weight) * att.double()).view(len(nbest), k).tolist()
+    out = []
+    for hyps, values in zip(nbest, joint):
+        ranked = [Hypothesis(h.tokens, v, v / length_penalty(len(h.tokens) + 1, alpha)) for h, v in zip(hyps, values)]
+        out.append(with_bonus(sorted(ranked, key=lambda h: -h.ranking), bonus))
     return out
 
 

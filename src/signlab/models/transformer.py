@@ -3,7 +3,9 @@
 Attention goes through ``F.scaled_dot_product_attention``. Padding is a boolean mask, True at
 padded positions, and is honoured everywhere, so a clip gives the same output alone or padded
 in a batch. The decoder can run step by step with a key/value cache (:class:`DecoderState`),
-which batched beam search reorders with :meth:`DecoderState.select`.
+which batched beam search reorders with :meth:`DecoderState.select`. The decoder's batch may hold
+several rows per encoder output (the beams of a sample, consecutive): cross-attention then reads
+each sample's keys and values once for all its rows instead of a copy per row.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def keep_mask(padding_mask: Tensor | None) -> Tensor | None:
     return None if padding_mask is None else ~padding_mask[:, None, None, :]
 
 
+Cache = tuple[Tensor, Tensor]  # an encoder output's keys and values for cross-attention, (B, H, S, hd) each
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, nhead: int, dropout: float):
         super().__init__()
@@ -57,21 +62,58 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        causal: bool = False,
-        cache: tuple[Tensor, Tensor] | None = None,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         q, k, v = (_heads(t, self.nhead) for t in self.qkv(x).chunk(3, dim=-1))
-        if cache is not None:  # incremental decoding: x holds only the newest position(s)
-            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-            causal = causal and x.size(1) > 1
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
         )
-        return self.out(_merge(y)), (k, v)
+        return self.out(_merge(y))
+
+    def step(self, x: Tensor, cache: SelfCache | None, rows: Tensor | None) -> tuple[Tensor, SelfCache]:
+        """One new position (N, 1, D) attending to itself and the cached earlier positions of rows
+        ``rows`` (default: the same rows) of ``cache``; returns the output and the cache extended."""
+        n, _, d = x.shape
+        new = self.qkv(x).view(n, 3, d).transpose(0, 1)  # (3, N, D): q, k, v
+        cache = SelfCache.start(new[1:]) if cache is None else cache.extend(new[1:], rows)
+        k, v = (t.view(len(t), n, self.nhead, -1).permute(1, 2, 0, 3) for t in cache.kv.unbind(1))  # (N, H, L, hd)
+        y = F.scaled_dot_product_attention(_heads(new[0, :, None], self.nhead), k, v)
+        return self.out(_merge(y)), cache
+
+
+@dataclass
+class SelfCache:
+    """A decoder's own keys and values in incremental decoding, position-major, (L, 2, N, D) in a
+    buffer with room to grow, and a spare one of the same size: reordering the rows (beams) copies
+    into the spare, appending a position writes in place, so a step allocates nothing. The cache
+    an :meth:`extend` is called on shares those buffers and must not be used again."""
+
+    buffer: Tensor  # (capacity, 2, N, D)
+    spare: Tensor
+    length: int
+
+    @staticmethod
+    def start(kv: Tensor, capacity: int = 32) -> SelfCache:
+        buffer = kv.new_empty((capacity, *kv.shape))
+        buffer[0] = kv
+        return SelfCache(buffer, torch.empty_like(buffer), 1)
+
+    @property
+    def kv(self) -> Tensor:
+        return self.buffer[: self.length]
+
+    def extend(self, kv: Tensor, rows: Tensor | None) -> SelfCache:
+        """Rows ``rows`` of this cache (default: all, in order) with ``kv`` (2, N, D) appended."""
+        length, n = self.length, kv.size(1)
+        buffer, spare = self.buffer, self.spare
+        if length == len(buffer) or n != buffer.size(2):  # full, or samples left the batch: new buffers
+            old = self.kv if rows is None else self.kv.index_select(2, rows)
+            buffer = kv.new_empty((max(len(buffer), 2 * length), *kv.shape))
+            buffer[:length], spare = old, torch.empty_like(buffer)
+        elif rows is not None:
+            torch.index_select(self.kv, 2, rows, out=spare[:length])
+            buffer, spare = spare, buffer
+        buffer[length] = kv
+        return SelfCache(buffer, spare, length + 1)
 
 
 class CrossAttention(nn.Module):
@@ -84,13 +126,19 @@ class CrossAttention(nn.Module):
 
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         k, v = self.kv(memory).chunk(2, dim=-1)
-        return _heads(k, self.nhead), _heads(v, self.nhead)
+        return _heads(k, self.nhead).contiguous(), _heads(v, self.nhead).contiguous()  # read at every step
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
-        q = _heads(self.q(x), self.nhead)
+        """(N, L, D) queries against (B, H, S, hd) keys and values, N = B * rows per sample."""
+        q = _heads(self.q(x), self.nhead)  # (N, H, L, hd)
+        (n, h, length, hd), b = q.shape, kv[0].size(0)
+        if n != b:  # the rows of a sample become more query positions of one attention call
+            q = q.view(b, n // b, h, length, hd).transpose(1, 2).reshape(b, h, -1, hd)
         y = F.scaled_dot_product_attention(
             q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
+        if n != b:
+            y = y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd)
         return self.out(_merge(y))
 
 
@@ -109,7 +157,7 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), mask)[0])
+        x = x + self.drop(self.attn(self.norm1(x), mask))
         return x + self.drop(self.ff(self.norm2(x)))
 
 
@@ -135,42 +183,40 @@ class DecoderLayer(nn.Module):
         self.ff = feed_forward(d_model, dim_feedforward, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        x: Tensor,
-        memory_kv: tuple[Tensor, Tensor],
-        memory_mask: Tensor | None,
-        cache: tuple[Tensor, Tensor] | None = None,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        h, kv = self.self_attn(self.norm1(x), causal=True, cache=cache)
-        x = x + self.drop(h)
+    def forward(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None) -> Tensor:
+        x = x + self.drop(self.self_attn(self.norm1(x), causal=True))
+        return self._rest(x, memory_kv, memory_mask)
+
+    def step(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None, cache: SelfCache | None,
+             rows: Tensor | None) -> tuple[Tensor, SelfCache]:
+        h, cache = self.self_attn.step(self.norm1(x), cache, rows)
+        return self._rest(x + self.drop(h), memory_kv, memory_mask), cache
+
+    def _rest(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None) -> Tensor:
         x = x + self.drop(self.cross_attn(self.norm2(x), memory_kv, memory_mask))
-        return x + self.drop(self.ff(self.norm3(x))), kv
+        return x + self.drop(self.ff(self.norm3(x)))
 
 
 @dataclass
 class DecoderState:
-    """Everything incremental decoding keeps between steps, batch-first in every tensor."""
+    """Everything incremental decoding keeps between steps: per sample, the encoder output's keys
+    and values (computed once); per row, the decoder's own (:class:`SelfCache`). Reordering rows
+    is deferred to the next step, which does it together with appending the new position."""
 
-    memory_kv: list[tuple[Tensor, Tensor]]  # per layer, computed once from the encoder output
+    memory_kv: list[Cache]  # per layer, batch-first (B, H, S, hd)
     memory_mask: Tensor | None  # (B, 1, 1, S) keep-mask
-    self_kv: list[tuple[Tensor, Tensor]] | None = None  # per layer, grows by one position a step
+    self_kv: list[SelfCache] | None = None  # per layer, grows by one position a step
+    rows: Tensor | None = None  # the cache rows each row continues (None: its own)
     length: int = 0
 
-    def select(self, index: Tensor, same_memory: bool = False) -> DecoderState:
-        """Keep / reorder / repeat batch entries (beam search). ``same_memory``: every new row reads
-        the same encoder output as its old one (beams reordered within their sample), so the
-        cross-attention keys and values are kept as they are instead of copied."""
-
-        def pick(kv: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-            return kv[0].index_select(0, index), kv[1].index_select(0, index)
-
-        if same_memory:
-            memory_kv, memory_mask = self.memory_kv, self.memory_mask
-        else:
-            memory_kv = [pick(kv) for kv in self.memory_kv]
-            memory_mask = None if self.memory_mask is None else self.memory_mask.index_select(0, index)
-        return DecoderState(memory_kv, memory_mask, None if self.self_kv is None else [pick(kv) for kv in self.self_kv],
+    def select(self, rows: Tensor, samples: Tensor | None = None) -> DecoderState:
+        """The state of rows ``rows`` of this one (beams reordered within their samples), keeping
+        the encoder outputs of ``samples`` only (default: all, unchanged)."""
+        memory_kv, memory_mask = self.memory_kv, self.memory_mask
+        if samples is not None:
+            memory_kv = [(k.index_select(0, samples), v.index_select(0, samples)) for k, v in memory_kv]
+            memory_mask = None if memory_mask is None else memory_mask.index_select(0, samples)
+        return DecoderState(memory_kv, memory_mask, self.self_kv, rows if self.rows is None else self.rows[rows],
                             self.length)
 
 
@@ -204,15 +250,17 @@ class TransformerDecoder(nn.Module):
         state = self.init_state(memory, memory_padding_mask)
         x = self.pos(self.embed(tokens) * math.sqrt(self.d_model))
         for layer, kv in zip(self.layers, state.memory_kv):
-            x, _ = layer(x, kv, state.memory_mask)
+            x = layer(x, kv, state.memory_mask)
         return self.output(self.norm(x))
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """One incremental step: (B,) newest tokens -> (B, V) logits for the next position."""
+        """One incremental step: (N,) newest tokens -> (N, V) logits for the next position; N is a
+        multiple of the state's samples, each sample's rows consecutive."""
         x = self.pos(self.embed(tokens[:, None]) * math.sqrt(self.d_model), offset=state.length)
         new_kv = []
         for i, layer in enumerate(self.layers):
-            x, kv = layer(x, state.memory_kv[i], state.memory_mask, None if state.self_kv is None else state.self_kv[i])
+            x, kv = layer.step(x, state.memory_kv[i], state.memory_mask, None if state.self_kv is None else state.self_kv[i],
+                               state.rows)
             new_kv.append(kv)
         logits = self.output(self.norm(x[:, -1]))
-        return logits, DecoderState(state.memory_kv, state.memory_mask, new_kv, state.length + 1)
+        return logits, DecoderState(state.memory_kv, state.memory_mask, new_kv, None, state.length + 1)

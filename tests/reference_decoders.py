@@ -1,10 +1,10 @@
 """Plain reference decoders: one sample at a time, no cache, no batching.
 
-They define what the batched decoders in :mod:`signlab.decoding.beam` must return (the tests
-compare the two exactly) and are the baseline the decoding benchmark measures against. The
-attention decoder is re-run over the whole prefix at every step, for every beam separately,
-as the SignTalk seed's ``_beam_search_single`` does; CTC prefix probabilities are recomputed
-from scratch for every hypothesis.
+They define what the batched decoders in :mod:`signlab.decoding` must return (the tests compare
+the two exactly). The attention decoder is re-run over the whole prefix at every step, for every
+beam separately, as the SignTalk seed's ``_beam_search_single`` does; CTC prefix probabilities
+are recomputed from scratch for every hypothesis; CTC prefix beam search keeps its beams in a
+dictionary, as the textbook algorithm does.
 """
 
 from __future__ import annotations
@@ -43,6 +43,34 @@ def ctc_prefix_logprob(logp: Tensor, prefix: list[int], whole: bool = False) -> 
         psi = _lse(*terms)
         r_label, r_blank, last = new_label, new_blank, c
     return _lse(r_label[-1], r_blank[-1]) if whole else psi
+
+
+def reference_ctc_prefix_beam_search(logp: Tensor, beam_size: int) -> list[tuple[list[int], float]]:
+    """(prefix, log P) n-best of one clip's (T, V) log-probabilities: the rules of
+    :func:`~signlab.decoding.ctc.ctc_prefix_beam_search` (labels: the frame's ``beam_size`` best)."""
+    beams = {(): (0.0, NEG_INF)}  # prefix -> (log P ending in blank, log P ending in a label)
+    for frame in logp.tolist():
+        allowed = sorted(range(len(frame)), key=lambda c: -frame[c])[:beam_size]
+        nxt: dict[tuple[int, ...], list[float]] = {}
+
+        def add(prefix, blank=NEG_INF, label=NEG_INF):
+            old = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
+            old[0], old[1] = _lse(old[0], blank), _lse(old[1], label)
+
+        for prefix, (pb, pl) in beams.items():
+            total = _lse(pb, pl)
+            last = prefix[-1] if prefix else None
+            for c in allowed:
+                if c == BLANK:
+                    add(prefix, blank=total + frame[BLANK])
+                elif c == last:
+                    add(prefix, label=pl + frame[c])  # the repeat collapses
+                    add(prefix + (c,), label=pb + frame[c])  # a new label after a blank
+                else:
+                    add(prefix + (c,), label=total + frame[c])
+        ranked = sorted(nxt.items(), key=lambda kv: -_lse(*kv[1]))[:beam_size]
+        beams = {p: (v[0], v[1]) for p, v in ranked if _lse(*v) > NEG_INF}
+    return sorted(([list(p), _lse(*v)] for p, v in beams.items()), key=lambda h: -h[1])
 
 
 def _lse(*xs: float) -> float:
