@@ -9,30 +9,20 @@ from signlab.data import pose
 from signlab.data.augment import (
     AugmentedDataset,
     BatchMix,
-    ColorJitter,
     FeatureAugmentation,
     FeatureDropout,
     FeatureNoise,
     FrameDropout,
     FrameShift,
-    GaussianBlur,
-    GaussianNoise,
     HandDropout,
     Mirror,
     PoseAugmentation,
     PoseNoise,
     RandomPoseScale,
-    RandomRotation,
     RandomRotation3D,
-    RandomScale,
     RandomShear,
     RandomTranslation,
-    SignLanguageAugmentation,
-    SpatialMask,
-    SpeedPerturbation,
-    TemporalCrop,
     TemporalFeatureMask,
-    TemporalJitter,
     TemporalMask,
     TimeWarp,
     for_input,
@@ -41,39 +31,16 @@ from signlab.data.augment import (
 from signlab.data.grammar import Grammar
 from signlab.data.synthetic import SyntheticSigner, make_lexicon, sample_signer
 
-VIDEO = [RandomRotation(15, p=1), RandomScale((0.8, 1.2), p=1), ColorJitter(0.4, 0.4, 0.4, p=1), GaussianNoise(0.1, p=1),
-         GaussianBlur(5, p=1), SpatialMask(2, 0.3, p=1)]
-TEMPORAL = [TemporalCrop(0.5, p=1), SpeedPerturbation((0.5, 0.8, 1.3, 2.0), p=1), TimeWarp(0.4, p=1),
-            TemporalJitter(0.5, 0.5, p=1), FrameDropout(0.9, p=1), FrameShift(5, p=1), TemporalMask(3, 10, p=1)]
+TEMPORAL = [TimeWarp(0.4, p=1), FrameDropout(0.9, p=1), FrameShift(5, p=1), TemporalMask(3, 10, p=1)]
 POSE = [RandomRotation3D(30, p=1), RandomPoseScale(0.3, p=1), RandomShear(0.3, p=1), RandomTranslation(0.3, p=1),
         PoseNoise(0.05, p=1), HandDropout(10, p=1), PoseAugmentation(p=1.0)]
 FEATURES = [FeatureDropout(0.3, p=1), FeatureNoise(0.1, p=1), TemporalFeatureMask(2, 5, p=1), FeatureAugmentation()]
-RECIPES = [SignLanguageAugmentation("train", i) for i in ("light", "medium", "heavy")]
 
 
 def body_clip(seed=0, glosses=("ME", "STORE", "GO")) -> np.ndarray:
     g = Grammar()
     x = SyntheticSigner(make_lexicon(g.glosses, 0), sample_signer(np.random.default_rng(seed))).render(glosses, np.random.default_rng(seed))
     return pose.normalize_body(x)
-
-
-def video(t, h=16, w=20, dtype=np.uint8, seed=0):
-    rng = np.random.default_rng(seed)
-    v = rng.random((t, h, w, 3), dtype=np.float32)
-    return (v * 255).astype(np.uint8) if dtype == np.uint8 else v.astype(dtype)
-
-
-@settings(max_examples=25, deadline=None)
-@given(t=st.integers(1, 12), h=st.integers(4, 24), w=st.integers(4, 24), uint8=st.booleans(), seed=st.integers(0, 10**6),
-       index=st.integers(0, len(VIDEO) + len(TEMPORAL) + len(RECIPES) - 1))
-def test_video_transforms_keep_dtype_range_and_layout(t, h, w, uint8, seed, index):
-    aug = (VIDEO + TEMPORAL + RECIPES)[index]
-    x = video(t, h, w, np.uint8 if uint8 else np.float32, seed)
-    y = aug(x, np.random.default_rng(seed))
-    assert y.dtype == x.dtype and y.shape[1:] == x.shape[1:] and len(y) >= 1
-    if not uint8:
-        assert np.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
-    assert aug(x, np.random.default_rng(seed)).tobytes() == y.tobytes()  # same seed, same output
 
 
 @settings(max_examples=30, deadline=None)
@@ -94,7 +61,7 @@ def test_pose_transforms_keep_layout_visibility_and_masks(t, seed, index):
     x = body_clip(seed % 7)[:t]
     y = aug(x, np.random.default_rng(seed))
     assert y.dtype == np.float32 and y.shape[1] == 540 and len(y) >= 1 and np.isfinite(y).all()
-    if len(y) == len(x) and not isinstance(aug, (FrameShift, TemporalJitter, TemporalMask, PoseAugmentation)):
+    if len(y) == len(x) and not isinstance(aug, (FrameShift, TemporalMask, PoseAugmentation)):
         np.testing.assert_array_equal(y[:, pose.VISIBILITY_COLUMNS], x[:, pose.VISIBILITY_COLUMNS])
         lost = pose.part_mask(x) & ~pose.part_mask(y)
         assert not lost.any() or isinstance(aug, HandDropout)  # only a hand dropout removes a part
@@ -135,11 +102,6 @@ def test_nothing_flips_left_and_right_unless_asked():
         pts = pose.points(y)
         body = pose.part_mask(y)[:, 0]
         assert (pts[body, pose.RIGHT_SHOULDER, 0] < pts[body, pose.LEFT_SHOULDER, 0]).all(), aug  # not mirrored
-    v = np.zeros((3, 20, 40, 3), np.float32)
-    v[:, :, :20] = 1.0  # left half bright
-    for aug in VIDEO + RECIPES:
-        y = aug(v, np.random.default_rng(1))
-        assert y[:, :, : y.shape[2] // 2].mean() > y[:, :, y.shape[2] // 2 :].mean(), aug
 
 
 def test_mirror_swaps_the_hands_and_is_its_own_inverse():
@@ -172,19 +134,15 @@ def test_seed_fixes_and_temporal_edge_cases():
     shifted = FrameShift(3, p=1)(x, np.random.default_rng(5))
     assert (np.diff(shifted[:, 0]) >= 0).all()  # no wrap-around: time still runs forwards
     assert TemporalMask(2, 10, p=1)(x[:3], np.random.default_rng(0)).tolist() == x[:3].tolist()  # too short to mask
-    assert len(TemporalJitter(1.0, 0.0, p=1)(x, np.random.default_rng(0))) == 1  # never empty
-    bright = ColorJitter(0.5, 0.0, 0.0, p=1)(np.full((2, 4, 4, 3), 0.9, np.float32), np.random.default_rng(3))
-    assert bright.max() <= 1.0  # float clips stay in [0, 1]
+    assert len(FrameDropout(1.0, p=1)(x, np.random.default_rng(0))) == 1  # never empty
 
 
 def test_augmented_dataset_picks_by_input_type_and_reseeds_per_epoch():
-    items = [{"features": torch.from_numpy(body_clip(0))}, {"features": torch.randn(20, 1024)},
-             {"frames": video(6, dtype=np.uint8)}]
-    base = type("Base", (), {"__len__": lambda s: 3, "__getitem__": lambda s, i: items[i]})()
+    items = [{"features": torch.from_numpy(body_clip(0))}, {"features": torch.randn(20, 1024)}]
+    base = type("Base", (), {"__len__": lambda s: 2, "__getitem__": lambda s, i: items[i]})()
     assert isinstance(for_input(items[0]["features"].numpy()), PoseAugmentation)
     assert isinstance(for_input(items[1]["features"].numpy()), FeatureAugmentation)
-    assert isinstance(for_input(items[2]["frames"]), SignLanguageAugmentation)
-    for i, key in enumerate(("features", "features", "frames")):
+    for i, key in enumerate(("features", "features")):
         ds = AugmentedDataset(base, config=AugmentationConfig(), seed=1)
         a = ds[i][key]
         assert type(a) is type(items[i][key]) and a.dtype == items[i][key].dtype
@@ -194,7 +152,7 @@ def test_augmented_dataset_picks_by_input_type_and_reseeds_per_epoch():
     first = ds[0]["features"]
     ds.set_epoch(1)
     assert not torch.equal(ds[0]["features"], first)
-    vetoed = AugmentedDataset(base, TemporalCrop(0.2, p=1), usable=lambda index, frames: False)
+    vetoed = AugmentedDataset(base, TimeWarp(0.5, p=1), usable=lambda index, frames: False)
     assert torch.equal(vetoed[0]["features"], items[0]["features"])  # the clip as it is, never a dummy
     assert len(AugmentedDataset(base, mode="dev")[0]["features"]) == len(items[0]["features"])
 

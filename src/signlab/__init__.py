@@ -15,7 +15,7 @@ _API = {
     "SignlabError": "signlab.errors",
     "load_bundle": "signlab.inference.bundle",
     "Recognizer": "signlab.inference.recognizer", "evaluate": "signlab.inference.recognizer",
-    "GlossDecoder": "signlab.models", "HybridCTCAttentionModel": "signlab.models", "TCNCTCModel": "signlab.models",
+    "HybridCTCAttentionModel": "signlab.models", "TCNCTCModel": "signlab.models",
     "train": "signlab.training.run",
     "Vocabulary": "signlab.vocab",
 }

@@ -326,26 +326,14 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
 
 
 @sentence_app.command("export")
-def sentence_export(run: Run, onnx: Annotated[bool, typer.Option("--onnx/--no-onnx")] = True,
-                    torchscript: Annotated[bool, typer.Option("--torchscript/--no-torchscript")] = True) -> None:
-    """Export the encoder (ONNX with dynamic batch and length, TorchScript), checked against PyTorch."""
-    from signlab.export import (
-        export_onnx,
-        export_torchscript,
-        onnx_runner,
-        torchscript_runner,
-        verify,
-    )
+def sentence_export(run: Run) -> None:
+    """Export the encoder to ONNX (dynamic batch and length), checked against PyTorch on ONNX Runtime."""
+    from signlab.export import export_onnx, onnx_runner, verify
     from signlab.inference.engine import load_sentence_bundle
 
     model = load_sentence_bundle(run).model
-    out = _console()
-    if onnx:
-        path = export_onnx(model, run / "encoder.onnx")
-        out.print(f"{path}: max difference from PyTorch {verify(model, onnx_runner(path)):.1e} (ONNX Runtime)")
-    if torchscript:
-        path = export_torchscript(model, run / "encoder.ts")
-        out.print(f"{path}: max difference from PyTorch {verify(model, torchscript_runner(path)):.1e}")
+    path = export_onnx(model, run / "encoder.onnx")
+    _console().print(f"{path}: max difference from PyTorch {verify(model, onnx_runner(path)):.1e} (ONNX Runtime)")
 
 
 @sentence_app.command("demo")

@@ -128,10 +128,6 @@ class FeatureAugmentConfig(_Section):
     p: float = Field(0.3, ge=0, le=1)
 
 
-class VideoAugmentConfig(_Section):
-    intensity: Literal["light", "medium", "heavy"] = "medium"
-
-
 class MixConfig(_Section):
     mixup: float = Field(0.0, ge=0, le=1, description="probability that a training batch is mixed (MixUp)")
     cutmix: float = Field(0.0, ge=0, le=1, description="probability of CutMix over time instead")
@@ -143,7 +139,6 @@ class AugmentationConfig(_Section):
 
     pose: PoseAugmentConfig = PoseAugmentConfig()
     features: FeatureAugmentConfig = FeatureAugmentConfig()
-    video: VideoAugmentConfig = VideoAugmentConfig()
     mix: MixConfig = MixConfig()
 
 

@@ -1,8 +1,8 @@
-"""Export the sentence encoder for serving: ONNX (dynamic batch and length) and TorchScript.
+"""Export the sentence encoder for serving: ONNX with dynamic batch and length.
 
-Both take raw features ``(B, T, D)`` float32 and ``lengths (B,)`` int64 and return the clip
+It takes raw features ``(B, T, D)`` float32 and ``lengths (B,)`` int64 and returns the clip
 embeddings ``(B, E)`` and projected frames ``(B, T', P)`` (what the inference engine needs);
-standardisation is inside. Each export is checked against PyTorch on batch sizes and lengths it
+standardisation is inside. The export is checked against PyTorch on batch sizes and lengths it
 was not traced with.
 """
 
@@ -50,15 +50,6 @@ def export_onnx(model: SignTranslationModel, path: str | Path, opset: int = 18) 
     return path
 
 
-def export_torchscript(model: SignTranslationModel, path: str | Path) -> Path:
-    path = Path(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(SentenceEncoderExport(model.eval()), _example(model), check_trace=False)
-    traced.save(str(path))
-    return path
-
-
 @torch.no_grad()
 def verify(model: SignTranslationModel, run, atol: float = 1e-4) -> float:
     """Largest difference from PyTorch over CHECK_SHAPES; raises if above ``atol``."""
@@ -79,8 +70,3 @@ def onnx_runner(path: str | Path):
 
     encoder = OnnxEncoder(path)
     return lambda f, n: encoder(f.numpy(), n.numpy())
-
-
-def torchscript_runner(path: str | Path):
-    module = torch.jit.load(str(path))
-    return lambda f, n: tuple(t.numpy() for t in module(f, n))

@@ -53,19 +53,16 @@ FACE_MIRROR = np.array([0, 1, 2, 3, *range(22, 40), *range(4, 22), *range(56, 72
                         *range(72, 82), 92, 93])
 
 
-def _xyz_columns() -> tuple[np.ndarray, np.ndarray]:
-    """Column of x, y, z for each of the 169 points, and which part each point belongs to."""
-    pose = np.arange(POSE_POINTS)[:, None] * 4 + np.arange(3)
-    cols, part = [pose], [np.zeros(POSE_POINTS, int)]
-    for p, name in enumerate(PARTS[1:], start=1):
-        start = PART_SLICES[name].start
+def _xyz_columns() -> np.ndarray:
+    """Column of x, y, z for each of the 169 points."""
+    cols = [np.arange(POSE_POINTS)[:, None] * 4 + np.arange(3)]
+    for name in PARTS[1:]:
         n = HAND_POINTS if "hand" in name else FACE_POINTS
-        cols.append(start + np.arange(n)[:, None] * 3 + np.arange(3))
-        part.append(np.full(n, p))
-    return np.concatenate(cols), np.concatenate(part)
+        cols.append(PART_SLICES[name].start + np.arange(n)[:, None] * 3 + np.arange(3))
+    return np.concatenate(cols)
 
 
-XYZ_COLUMNS, POINT_PART = _xyz_columns()  # (169, 3), (169,)
+XYZ_COLUMNS = _xyz_columns()  # (169, 3)
 VISIBILITY_COLUMNS = np.arange(POSE_POINTS) * 4 + 3
 NUM_POINTS = len(XYZ_COLUMNS)
 VALUE_POINT = np.zeros(POSE_FEATURE_DIM, dtype=np.int64)  # the landmark each of the 540 values belongs to

@@ -15,7 +15,7 @@ MIN_STD = 1e-3  # dimensions that barely move in train are not blown up at test 
 
 @dataclass
 class FeatureStats:
-    """Mean and std per feature dimension; ``standardize`` keeps undetected parts at zero."""
+    """Mean and std per feature dimension (the model's front end standardises with them)."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -23,12 +23,6 @@ class FeatureStats:
     @property
     def dim(self) -> int:
         return len(self.mean)
-
-    def standardize(self, x: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-        out = (x - self.mean) / self.std
-        if present is not None:
-            out *= present
-        return out.astype(np.float32, copy=False)
 
     def save(self, path: str | Path) -> None:
         save_npz(path, mean=self.mean.astype(np.float32), std=self.std.astype(np.float32))

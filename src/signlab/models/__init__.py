@@ -7,10 +7,10 @@ from torch import nn
 from signlab.config import ModelConfig
 from signlab.data.stats import FeatureStats
 from signlab.models.frontend import auto_subsampling, subsampled_lengths
-from signlab.models.hybrid import GlossDecoder, HybridCTCAttentionModel
+from signlab.models.hybrid import HybridCTCAttentionModel
 from signlab.models.tcn import TCNCTCModel
 
-__all__ = ["GlossDecoder", "HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_recognizer",
+__all__ = ["HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_recognizer",
            "subsampled_lengths"]
 
 

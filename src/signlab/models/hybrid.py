@@ -2,7 +2,7 @@
 
 features (B, T, D) -> standardise -> Linear + LayerNorm + dropout -> optional stride-2 convolutions
 -> positions -> Transformer encoder -> CTC head            -> CTC logits (B, T', V)
-                                    \\-> GlossDecoder (cross-attention) -> decoder logits (B, L, V)
+                                    \\-> Transformer decoder (cross-attention) -> decoder logits (B, L, V)
 
 The attention decoder's cross-entropy gives every output token a direct gradient, which keeps
 the shared encoder from settling into the all-blank CTC solution.
@@ -36,10 +36,6 @@ class RecognizerOutput:
     decoder_logits: Tensor | None  # (B, L, V), None for CTC-only models
 
 
-class GlossDecoder(TransformerDecoder):
-    """3-layer (by default) Transformer decoder with cross-attention over the encoder output."""
-
-
 class HybridCTCAttentionModel(nn.Module):
     def __init__(
         self,
@@ -60,7 +56,7 @@ class HybridCTCAttentionModel(nn.Module):
         self.pos = PositionalEncoding(d_model, dropout, max_len)
         self.encoder = TransformerEncoder(d_model, nhead, num_encoder_layers, dim_feedforward, dropout)
         self.ctc_head = nn.Linear(d_model, vocab_size)
-        self.decoder = GlossDecoder(vocab_size, d_model, nhead, num_decoder_layers, dim_feedforward, dropout)
+        self.decoder = TransformerDecoder(vocab_size, d_model, nhead, num_decoder_layers, dim_feedforward, dropout)
 
     def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
         """Raw (body-relative) features -> encoder output; standardisation happens in the front end."""

@@ -1,4 +1,4 @@
-"""Augmentation for sign language at video, pose and feature level, plus batch mixing.
+"""Augmentation for sign language at pose and feature level, plus batch mixing.
 
 Every transform takes a seeded :class:`numpy.random.Generator`; :class:`AugmentedDataset`
 seeds one per (seed, epoch, sample), so a run is reproducible whatever the number of DataLoader
@@ -36,21 +36,9 @@ from signlab.data.augment.pose import (
 from signlab.data.augment.temporal import (
     FrameDropout,
     FrameShift,
-    SpeedPerturbation,
-    TemporalCrop,
-    TemporalJitter,
     TemporalMask,
     TimeWarp,
     resample,
-)
-from signlab.data.augment.video import (
-    ColorJitter,
-    GaussianBlur,
-    GaussianNoise,
-    RandomRotation,
-    RandomScale,
-    SignLanguageAugmentation,
-    SpatialMask,
 )
 from signlab.data.pose import POSE_FEATURE_DIM
 
@@ -58,32 +46,22 @@ __all__ = [
     "Augmentation",
     "AugmentedDataset",
     "BatchMix",
-    "ColorJitter",
     "Compose",
     "FeatureAugmentation",
     "FeatureDropout",
     "FeatureNoise",
     "FrameDropout",
     "FrameShift",
-    "GaussianBlur",
-    "GaussianNoise",
     "HandDropout",
     "Mirror",
     "Mixed",
     "PoseAugmentation",
     "PoseNoise",
     "RandomPoseScale",
-    "RandomRotation",
     "RandomRotation3D",
-    "RandomScale",
     "RandomShear",
     "RandomTranslation",
-    "SignLanguageAugmentation",
-    "SpatialMask",
-    "SpeedPerturbation",
-    "TemporalCrop",
     "TemporalFeatureMask",
-    "TemporalJitter",
     "TemporalMask",
     "TimeWarp",
     "for_input",
@@ -92,18 +70,16 @@ __all__ = [
 
 
 def for_input(x: np.ndarray, cfg: AugmentationConfig = AugmentationConfig(), mode: str = "train") -> Augmentation:
-    """The recipe for this kind of input: video frames (T, H, W, C), 540-dim pose, or other features."""
+    """The recipe for this kind of input: 540-dim pose, or other features."""
     if mode != "train":
         return Compose([])
-    if x.ndim == 4:
-        return SignLanguageAugmentation(mode, cfg.video.intensity)
     if x.ndim == 2 and x.shape[1] == POSE_FEATURE_DIM:
         return PoseAugmentation(**cfg.pose.model_dump())
     return FeatureAugmentation(mode, **cfg.features.model_dump())
 
 
 class AugmentedDataset(Dataset):
-    """Wraps a dataset of dicts and augments each item's ``frames`` or ``features``.
+    """Wraps a dataset of dicts and augments each item's ``features``.
 
     The transform is ``transform`` if given, else picked by input type (:func:`for_input`).
     ``usable(index, frames)`` may veto an augmented clip (e.g. sped up too far for its CTC
@@ -125,12 +101,11 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = dict(self.base[index])
-        key = "frames" if "frames" in item else "features"
-        x = item[key]
+        x = item["features"]
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if self.transform is None:
             self.transform = for_input(arr, self.config, self.mode)
         out = self.transform(arr, np.random.default_rng([self.seed, self.epoch, index]))
         if out is not arr and (self.usable is None or self.usable(index, len(out))):
-            item[key] = torch.from_numpy(np.ascontiguousarray(out)) if isinstance(x, torch.Tensor) else out
+            item["features"] = torch.from_numpy(np.ascontiguousarray(out)) if isinstance(x, torch.Tensor) else out
         return item

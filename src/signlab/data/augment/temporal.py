@@ -1,15 +1,14 @@
-"""Temporal augmentations for any (T, ...) array: video frames, pose or features.
+"""Temporal augmentations for any (T, D) array: pose or other features.
 
 Each keeps at least one frame and never wraps the end of a clip round to its start. Index
 arrays are computed once per clip and applied with one gather; no per-frame Python loops.
 Resampling interpolates linearly, except, with a ``present`` mask (pose), between a detected
-and an undetected value, where it takes the nearest frame: a hand is either there or not. With
-``nearest`` (video) it picks frames and never blends two into a double exposure.
+and an undetected value, where it takes the nearest frame: a hand is either there or not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,15 +17,13 @@ from signlab.data.augment.base import Augmentation
 PresentFn = Callable[[np.ndarray], np.ndarray]
 
 
-def resample(x: np.ndarray, new_len: int, present: PresentFn | None = None, nearest: bool = False) -> np.ndarray:
-    """Resampling of axis 0 to ``new_len`` (>= 1) frames, linear or ``nearest``; dtype is kept."""
+def resample(x: np.ndarray, new_len: int, present: PresentFn | None = None) -> np.ndarray:
+    """Linear resampling of axis 0 to ``new_len`` (>= 1) frames; dtype is kept."""
     t = len(x)
     new_len = max(1, int(new_len))
     if new_len == t:
         return x
     pos = np.linspace(0, t - 1, new_len)
-    if nearest:
-        return x[np.rint(pos).astype(np.int64)]
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, t - 1)
     w = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1)).astype(np.float32)
@@ -39,35 +36,8 @@ def resample(x: np.ndarray, new_len: int, present: PresentFn | None = None, near
         blend = a + (b - a) * w[sl]
         if mask is not None:
             blend = np.where(mask[lo[sl]] & mask[hi[sl]], blend, np.where(w[sl] >= 0.5, b, a))
-        if np.issubdtype(x.dtype, np.integer):
-            blend = np.rint(blend)  # the blend of two valid values is in range
         out[sl] = blend
     return out
-
-
-class TemporalCrop(Augmentation):
-    """Keep a random contiguous ``min_ratio``..100% of the clip."""
-
-    def __init__(self, min_ratio: float = 0.8, p: float = 0.5):
-        self.min_ratio, self.p = min_ratio, p
-
-    def apply(self, x, rng):
-        t = len(x)
-        n = max(1, int(round(t * rng.uniform(self.min_ratio, 1.0))))
-        start = int(rng.integers(0, t - n + 1))
-        return x[start : start + n]
-
-
-class SpeedPerturbation(Augmentation):
-    """Play the clip at a random rate from ``rates`` (1.1 = 10% faster, fewer frames)."""
-
-    def __init__(self, rates: Sequence[float] = (0.9, 1.0, 1.1), p: float = 0.5, present: PresentFn | None = None,
-                 nearest: bool = False):
-        self.rates, self.p, self.present, self.nearest = tuple(rates), p, present, nearest
-
-    def apply(self, x, rng):
-        rate = float(rng.choice(self.rates))
-        return resample(x, round(len(x) / rate), self.present, self.nearest)
 
 
 class TimeWarp(Augmentation):
@@ -80,25 +50,18 @@ class TimeWarp(Augmentation):
         return resample(x, round(len(x) * (1 + rng.uniform(-self.max_warp, self.max_warp))), self.present)
 
 
-class TemporalJitter(Augmentation):
-    """Drop each frame with ``drop_prob`` and duplicate it with ``dup_prob`` (one gather)."""
-
-    def __init__(self, drop_prob: float = 0.1, dup_prob: float = 0.1, p: float = 0.5):
-        self.drop_prob, self.dup_prob, self.p = drop_prob, dup_prob, p
-
-    def apply(self, x, rng):
-        t = len(x)
-        counts = 1 - (rng.random(t) < self.drop_prob) + (rng.random(t) < self.dup_prob)
-        if not counts.any():
-            counts[rng.integers(t)] = 1  # never drop every frame
-        return x[np.repeat(np.arange(t), counts)]
-
-
-class FrameDropout(TemporalJitter):
-    """Drop frames at random (a jittery camera or a slow extractor); at least one stays."""
+class FrameDropout(Augmentation):
+    """Drop each frame with ``drop_prob`` (a jittery camera or a slow extractor); one always stays."""
 
     def __init__(self, drop_prob: float = 0.1, p: float = 0.5):
-        super().__init__(drop_prob, 0.0, p)
+        self.drop_prob, self.p = drop_prob, p
+
+    def apply(self, x, rng):
+        keep = rng.random(len(x)) >= self.drop_prob
+        rng.random(len(x))  # a draw this transform once made: seeded runs stay as they were
+        if not keep.any():
+            keep[rng.integers(len(x))] = True
+        return x[keep]
 
 
 class FrameShift(Augmentation):
