@@ -27,13 +27,9 @@ from rich.table import Table
 from signlab.config import EngineConfig, SentenceModelConfig
 from signlab.data.features import Preprocessor
 from signlab.export import export_onnx
-from signlab.inference.engine import (
-    EmbeddingBank,
-    InferenceEngine,
-    OnnxEncoder,
-    TorchEncoder,
-    dtw_distance,
-)
+from signlab.inference.bank import EmbeddingBank, OnnxEncoder, TorchEncoder
+from signlab.inference.decision import dtw_distance
+from signlab.inference.engine import InferenceEngine
 from signlab.models.sentence import SignTranslationModel
 
 

@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signlab import pose
 from signlab.config import AugmentationConfig
-from signlab.data import pose
 from signlab.data.augment import (
     AugmentedDataset,
     BatchMix,

@@ -13,8 +13,8 @@ import yaml
 
 from signlab.atomic import atomic_write
 from signlab.errors import SignlabError
+from signlab.inference.bank import EmbeddingBank, Prototypes
 from signlab.inference.bundle import load_bundle, save_bundle
-from signlab.inference.engine import EmbeddingBank, Prototypes
 from signlab.training.callbacks import load_checkpoint
 from signlab.vocab import Vocabulary
 from tests.conftest import run_cli

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from signlab import pose
 from signlab.config import ExtractConfig
-from signlab.data import pose
 from signlab.data.features import load_features
+from signlab.data.pose_files import BODY_NAMES, read_pose_file
 from signlab.errors import SignlabError
 from signlab.extract.i3d import (
     I3D,
@@ -21,7 +22,6 @@ from signlab.extract.i3d import (
     window_times,
 )
 from signlab.extract.pipeline import video_features
-from signlab.extract.pose_files import BODY_NAMES, read_pose_file
 from signlab.extract.runner import ExtractionJob, plan, run_extraction
 from signlab.extract.video import VideoError, VideoOptions, probe, read_video
 from tests.conftest import REAL_DATA, needs_real_data, run_cli
@@ -250,8 +250,8 @@ def test_i3d_without_weights_is_refused(videos, tmp_path):
 def test_pose_files_read_by_landmark_name(tmp_path):
     mp = pytest.importorskip("mediapipe")
     assert tuple(mp.solutions.holistic.PoseLandmark._member_names_) == BODY_NAMES
+    from signlab.data.pose_files import write_pose_file
     from signlab.extract.holistic import HolisticLandmarks
-    from signlab.extract.pose_files import write_pose_file
 
     rng = np.random.default_rng(0)
     lm = HolisticLandmarks(rng.random((4, 33, 4), dtype=np.float32), rng.random((4, 468, 3), dtype=np.float32),

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from signlab import pose
 from signlab.config import ModelConfig
-from signlab.data import pose
 from signlab.data.stats import FeatureStats
 from signlab.losses import JointCTCAttentionLoss
 from signlab.models import (

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from signlab.data import pose
+from signlab import pose
 from signlab.data.grammar import Grammar
 from signlab.data.synthetic import SyntheticSigner, make_lexicon, sample_signer
 

@@ -17,8 +17,8 @@ from signlab.data.features import Preprocessor, load_features, scan
 from signlab.data.manifest import read_manifest
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
+from signlab.inference.bank import EmbeddingBank
 from signlab.inference.bundle import load_bundle
-from signlab.inference.engine import EmbeddingBank
 from signlab.inference.recognizer import Recognizer
 from signlab.training.callbacks import load_checkpoint
 from signlab.vocab import Vocabulary

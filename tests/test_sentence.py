@@ -24,15 +24,9 @@ from signlab.data.sentence import (
 from signlab.data.synthetic import CorpusSpec, generate_corpus
 from signlab.errors import SignlabError
 from signlab.export import export_onnx, onnx_runner, verify
-from signlab.inference.engine import (
-    EmbeddingBank,
-    InferenceEngine,
-    Prototypes,
-    TorchEncoder,
-    calibrate,
-    choose_thresholds,
-    encode_clips,
-)
+from signlab.inference.bank import EmbeddingBank, Prototypes, TorchEncoder, encode_clips
+from signlab.inference.calibration import calibrate, choose_thresholds
+from signlab.inference.engine import InferenceEngine
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
 from signlab.models.sentence import SignTranslationModel

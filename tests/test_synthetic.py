@@ -2,7 +2,7 @@ import csv
 
 import numpy as np
 
-from signlab.data import pose
+from signlab import pose
 from signlab.data.grammar import Grammar
 from signlab.data.synthetic import (
     CorpusSpec,

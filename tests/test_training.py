@@ -16,9 +16,14 @@ from signlab.data.manifest import read_manifest
 from signlab.errors import SignlabError
 from signlab.inference.recognizer import Recognizer, evaluate
 from signlab.training.callbacks import average_checkpoints, load_checkpoint
-from signlab.training.data import GlossDataModule, ctc_min_frames, prepare_gloss_data
-from signlab.training.module import GlossRecognitionModule, warmup_cosine
+from signlab.training.gloss import (
+    GlossDataModule,
+    GlossRecognitionModule,
+    ctc_min_frames,
+    prepare_gloss_data,
+)
 from signlab.training.run import train
+from signlab.training.task import warmup_cosine
 from signlab.vocab import BLANK
 from tests.conftest import TINY_MODEL, run_cli
 

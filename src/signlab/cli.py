@@ -73,13 +73,19 @@ def train(
 ) -> None:
     """Train a gloss recogniser on a manifest."""
     from signlab.config import Config
+
+    _train(manifest, out, config, set_, resume, features_dir, "hybrid", Config)
+
+
+def _train(manifest, out, config, set_, resume, features_dir, builtin: str, schema, line=None) -> None:
+    """What `train` and `sentence train` do, for their task's config."""
     from signlab.training.run import is_launcher_process, run_config
     from signlab.training.run import train as run_train
 
-    cfg = run_config(out, config, set_ or [], resume, "hybrid", Config)
+    cfg = run_config(out, config, set_ or [], resume, builtin, schema)
     run = run_train(manifest, cfg, out, resume=resume, features_dir=features_dir)
     if is_launcher_process():
-        _print_metrics(run / "metrics.json")
+        _print_metrics(run / "metrics.json", *([line] if line else []))
 
 
 @app.command()
@@ -257,13 +263,8 @@ def sentence_train(
 ) -> None:
     """Train the sentence model: SupCon on two views + text decoder + masked frames."""
     from signlab.config import SentenceConfig
-    from signlab.training.run import is_launcher_process, run_config
-    from signlab.training.sentence import train_sentence
 
-    cfg = run_config(out, config, set_ or [], resume, "sentence", SentenceConfig)
-    run = train_sentence(manifest, cfg, out, resume=resume, features_dir=features_dir)
-    if is_launcher_process():
-        _print_metrics(run / "metrics.json", _sentence_line)
+    _train(manifest, out, config, set_, resume, features_dir, "sentence", SentenceConfig, _sentence_line)
 
 
 @sentence_app.command("evaluate")
@@ -292,7 +293,7 @@ def sentence_index(run: Run, manifest: Manifests,
                    calibrate_on: Annotated[str | None, typer.Option(help="split to calibrate the thresholds on")] = None,
                    features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Rebuild the embedding bank and prototypes from a manifest (and recalibrate the thresholds)."""
-    from signlab.inference.engine import reindex
+    from signlab.training.sentence import reindex
 
     info = reindex(run, manifest, splits.split(","), calibrate_on, features_dir)
     out = _console()

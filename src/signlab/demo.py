@@ -101,7 +101,6 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     from signlab.export import export_onnx, onnx_runner, verify
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
     from signlab.inference.sentence_eval import evaluate_sentence_samples
-    from signlab.training.sentence import train_sentence
 
     console = console or Console()
     out = Path(out)
@@ -111,7 +110,7 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     run = out / "model"
     shutil.rmtree(run, ignore_errors=True)
     cfg = load_config(builtin_config("sentence_demo"), list(extra_overrides), SentenceConfig)
-    train_sentence([manifest], cfg, run)
+    train([manifest], cfg, run)
     bundle = load_sentence_bundle(run)
     onnx_diff = verify(bundle.model, onnx_runner(export_onnx(bundle.model, run / "encoder.onnx")))
     test = [s for s in read_manifest(manifest) if s.split == "test"]

@@ -66,7 +66,7 @@ def verify(model: SignTranslationModel, run, atol: float = 1e-4) -> float:
 
 
 def onnx_runner(path: str | Path):
-    from signlab.inference.engine import OnnxEncoder
+    from signlab.inference.bank import OnnxEncoder
 
     encoder = OnnxEncoder(path)
     return lambda f, n: encoder(f.numpy(), n.numpy())

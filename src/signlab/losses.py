@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from signlab.models.hybrid import RecognizerOutput
+from signlab.models.interface import RecognizerOutput
 from signlab.vocab import BLANK, PAD
 
 

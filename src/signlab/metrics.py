@@ -125,3 +125,16 @@ def retrieval_metrics(queries, labels, gallery=None, gallery_labels=None) -> dic
         "neg_sim": float(sims[~same & finite].mean()) if (~same & finite).any() else float("nan"),
         "n": int(has.sum()),
     }
+
+
+def alignment_metrics(a, b) -> dict[str, float]:
+    """How well two views of the same clips (e.g. even and odd frames) find each other, from their
+    unit embeddings: instance top-1, mean similarity to the own other view (``pos_sim``) and to
+    the most similar other clip (``neg_sim``; 0 with one clip)."""
+    import numpy as np
+
+    sims = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+    n = len(sims)
+    off = np.where(np.eye(n, dtype=bool), -np.inf, sims)
+    return {"inst_top1": float((sims.argmax(1) == np.arange(n)).mean()), "pos_sim": float(np.diag(sims).mean()),
+            "neg_sim": float(off.max(1).mean()) if n > 1 else 0.0}

@@ -84,7 +84,29 @@ def hybrid_collate_fn(batch: Sequence[dict]) -> dict:
     }
 
 
-class LengthBucketBatchSampler(Sampler[list[int]]):
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches drawn afresh each epoch from (seed, epoch), the same in every process; under DDP each
+    of the ``num_replicas`` processes takes every ``num_replicas``-th batch. ``set_epoch`` (called
+    by the trainer) also tells ``on_epoch``, e.g. a dataset whose augmentation follows the epoch."""
+
+    def __init__(self, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 on_epoch: Callable[[int], None] | None = None):
+        self.seed, self.num_replicas, self.rank, self.on_epoch, self.epoch = seed, num_replicas, rank, on_epoch, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
+
+    def batches(self, rng: np.random.Generator) -> list[list[int]]:
+        """Every process's batches of this epoch."""
+        raise NotImplementedError
+
+    def __iter__(self):
+        yield from self.batches(np.random.default_rng([self.seed, self.epoch]))[self.rank :: self.num_replicas]
+
+
+class LengthBucketBatchSampler(EpochBatchSampler):
     """Batches of similar length, so padding stays small; reshuffled every epoch.
 
     Indices are shuffled, cut into chunks of ``batch_size * bucket_batches``, sorted by length
@@ -105,20 +127,12 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         pad_replicas: bool = True,
         on_epoch: Callable[[int], None] | None = None,
     ):
+        super().__init__(seed, num_replicas, rank, on_epoch)
         self.lengths = np.asarray(lengths)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.num_replicas, self.rank = num_replicas, rank
+        self.batch_size, self.shuffle = batch_size, shuffle
         self.bucket_batches, self.pad_replicas = bucket_batches, pad_replicas
-        self.on_epoch = on_epoch
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if self.on_epoch is not None:
-            self.on_epoch(epoch)
-
-    def _all_batches(self) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def batches(self, rng: np.random.Generator) -> list[list[int]]:
         n = len(self.lengths)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         chunk = self.batch_size * self.bucket_batches
@@ -126,16 +140,12 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         for start in range(0, n, chunk):
             idx = order[start : start + chunk]
             idx = idx[np.argsort(self.lengths[idx], kind="stable")]
-            batches.extend(idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size))
+            batches.extend(idx[i : i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size))
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if self.pad_replicas and batches and len(batches) % self.num_replicas:
             batches += batches[: self.num_replicas - len(batches) % self.num_replicas]
         return batches
-
-    def __iter__(self):
-        for batch in self._all_batches()[self.rank :: self.num_replicas]:
-            yield batch.tolist()
 
     def __len__(self) -> int:
         n = math.ceil(len(self.lengths) / self.batch_size)  # chunks hold whole batches

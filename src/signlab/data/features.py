@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from signlab.data import pose
+from signlab import pose
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 from signlab.errors import SignlabError
@@ -56,7 +56,7 @@ def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarr
         raise FeatureError("missing", f"{path} not found")
     try:
         if path.suffix == ".pose":
-            from signlab.extract.pose_files import read_pose_file
+            from signlab.data.pose_files import read_pose_file
 
             arr = read_pose_file(path)
         else:

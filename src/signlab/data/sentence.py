@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from signlab.data.augment import Augmentation
-from signlab.data.dataset import resample_frames
+from signlab.data.dataset import EpochBatchSampler, resample_frames
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
 from signlab.errors import SignlabError
@@ -144,7 +144,7 @@ def sentence_collate(batch: Sequence[dict]) -> dict:
     return out
 
 
-class ClassBalancedSampler(Sampler[list[int]]):
+class ClassBalancedSampler(EpochBatchSampler):
     """Batches of ``batch_size // k`` sentences with ``k`` clips each, so every anchor of the
     contrastive loss has positives. Clips are drawn without replacement where a sentence has k,
     with replacement otherwise; ``len(dataset) // batch_size`` batches an epoch, reshuffled from
@@ -154,21 +154,15 @@ class ClassBalancedSampler(Sampler[list[int]]):
                  rank: int = 0, on_epoch: Callable[[int], None] | None = None):
         if batch_size < k or batch_size % k:
             raise SignlabError(f"batch size {batch_size} must be a multiple of data.instances_per_class {k}")
+        super().__init__(seed, num_replicas, rank, on_epoch)
         self.by_label: dict[int, list[int]] = defaultdict(list)
         for i, label in enumerate(labels):
             self.by_label[label].append(i)
         self.labels_list = sorted(self.by_label)
-        self.batch_size, self.k, self.seed = batch_size, k, seed
-        self.num_replicas, self.rank, self.on_epoch, self.epoch = num_replicas, rank, on_epoch, 0
+        self.batch_size, self.k = batch_size, k
         self.num_batches = max(1, len(labels) // batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if self.on_epoch is not None:
-            self.on_epoch(epoch)
-
-    def _batches(self) -> list[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def batches(self, rng: np.random.Generator) -> list[list[int]]:
         per_batch = min(len(self.labels_list), self.batch_size // self.k)
         total = self.num_replicas * math.ceil(self.num_batches / self.num_replicas)
         batches = []
@@ -180,9 +174,6 @@ class ClassBalancedSampler(Sampler[list[int]]):
                 batch += rng.choice(pool, size=self.k, replace=len(pool) < self.k).tolist()
             batches.append(batch)
         return batches
-
-    def __iter__(self):
-        yield from self._batches()[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
         return math.ceil(self.num_batches / self.num_replicas)

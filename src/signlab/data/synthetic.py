@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from signlab.data import pose
+from signlab import pose
 from signlab.data.grammar import Grammar, Sentence
 
 # ----------------------------------------------------------------------------- hands

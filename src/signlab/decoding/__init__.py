@@ -18,20 +18,20 @@ from __future__ import annotations
 from typing import get_args
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from signlab.config import DecodingConfig
 from signlab.decoding.beam import attention_rescore, beam_search, merge_nbest
 from signlab.decoding.ctc import ctc_greedy_decode, ctc_prefix_beam_search
 from signlab.errors import SignlabError
-from signlab.models.hybrid import Encoded, RecognizerOutput
+from signlab.models.interface import Encoded, GlossModel, RecognizerOutput
 
 METHODS = get_args(DecodingConfig.model_fields["method"].annotation)
 
 
 @torch.no_grad()
 def decode_batch(
-    model: nn.Module, features: Tensor, lengths: Tensor, opts: DecodingConfig, enc: Encoded | None = None
+    model: GlossModel, features: Tensor, lengths: Tensor, opts: DecodingConfig, enc: Encoded | None = None
 ) -> tuple[list[list[int]], RecognizerOutput]:
     """Best token ids per sample, and the model output (for the blank ratio), for one batch.
 
@@ -44,7 +44,7 @@ def decode_batch(
         return ctc_greedy_decode(out.ctc_logits, out.lengths), out
     if method == "ctc_beam":
         return [h[0].tokens if h else [] for h in ctc_prefix_beam_search(out.ctc_logits, out.lengths, opts.beam_size)], out
-    decoder = getattr(model, "decoder", None)
+    decoder = model.decoder
     if decoder is None:
         raise SignlabError(f"decoding {method!r} needs an attention decoder; this model has only a CTC head: "
                            "use ctc_greedy or ctc_beam")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from signlab.data import pose
+from signlab import pose
 from signlab.errors import SignlabError
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class HolisticLandmarks:
     world: np.ndarray  # (T, 33, 4) body in metres, visibility
 
     def features(self) -> np.ndarray:
-        """(T, 540) float32 in the layout of :mod:`signlab.data.pose`; missing parts are zeros."""
+        """(T, 540) float32 in the layout of :mod:`signlab.pose`; missing parts are zeros."""
         t = len(self.body)
         return np.concatenate([
             self.body.reshape(t, -1), self.left_hand.reshape(t, -1), self.right_hand.reshape(t, -1),

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from signlab.config import ExtractConfig
-from signlab.data.pose import POSE_FEATURE_DIM
 from signlab.errors import SignlabError
 from signlab.extract.i3d import I3D, I3DExtractor, window_times
 from signlab.extract.video import VideoOptions, iter_frames, probe
+from signlab.pose import POSE_FEATURE_DIM
 
 
 @dataclass

@@ -30,10 +30,9 @@ from rich.progress import (
 from rich.table import Table
 
 from signlab.atomic import save_npy
-from signlab.data.pose import part_mask
+from signlab.data.pose_files import write_pose_file
 from signlab.errors import SignlabError
 from signlab.extract.holistic import clip_statistics
-from signlab.extract.pose_files import write_pose_file
 from signlab.extract.video import (
     VIDEO_EXTENSIONS,
     VideoError,
@@ -41,6 +40,7 @@ from signlab.extract.video import (
     iter_frames,
     probe,
 )
+from signlab.pose import part_mask
 
 
 @dataclass

@@ -35,15 +35,19 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def save_bundle(path: str | Path, config: Config, vocab: Vocabulary, stats: FeatureStats, model: nn.Module,
-                metrics: dict[str, Any] | None = None) -> Path:
-    """Write a bundle; each file is written whole or not at all."""
+def save_bundle(path: str | Path, config: RootConfig, vocab: Vocabulary, stats: FeatureStats, model: nn.Module,
+                metrics: dict[str, Any] | None = None, extras: dict[str, Any] | None = None) -> Path:
+    """Write a bundle of any task: config, vocabulary, statistics, weights, the task's ``extras``
+    (file name -> an object with ``save(path)``, e.g. a sentence bundle's bank) and, last, the
+    metrics. Each file is written whole or not at all."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config.save(path / "config.yaml")
     vocab.save(path / "vocab.json")
     stats.save(path / "stats.npz")
     save_weights(model, path)
+    for name, value in (extras or {}).items():
+        value.save(path / name)
     write_metrics(path, metrics or {})
     return path
 

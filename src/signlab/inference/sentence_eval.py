@@ -11,16 +11,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from signlab import pose
 from signlab.atomic import write_json
-from signlab.data import pose
 from signlab.data.dataset import pad_clips
 from signlab.data.features import report_exclusions, scan
 from signlab.data.manifest import Sample
 from signlab.data.sentence import even_odd, sentence_key, variations
 from signlab.decoding.beam import beam_search
 from signlab.errors import SignlabError
-from signlab.inference.engine import InferenceEngine, SentenceBundle, encode_clips
-from signlab.metrics import bleu, retrieval_metrics, word_error_rate
+from signlab.inference.bank import encode_clips
+from signlab.inference.engine import InferenceEngine, SentenceBundle
+from signlab.metrics import alignment_metrics, bleu, retrieval_metrics, word_error_rate
 from signlab.vocab import tokenize_words
 
 
@@ -60,10 +61,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     halves = [even_odd(c) for c in clips]
     a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
-    sims = a @ b.T
-    off = sims - 2 * np.eye(len(sims))
-    alignment = {"inst_top1": float((sims.argmax(1) == np.arange(len(sims))).mean()),
-                 "pos_sim": float(np.diag(sims).mean()), "neg_sim": float(off.max(1).mean()) if len(sims) > 1 else 0.0}
+    alignment = alignment_metrics(a, b)
     preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c)) for c, e, q in zip(clips, emb, seqs)]
     accepted = [p.sentence == t for p, t in zip(preds, truths) if p.accepted]
     decisions = {

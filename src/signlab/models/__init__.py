@@ -1,12 +1,16 @@
-"""Plain ``nn.Module`` models, usable without the trainer."""
+"""Plain ``nn.Module`` models, usable without the trainer.
+
+Imports only torch, :mod:`signlab.config` and the leaf :mod:`signlab.pose` layout: never the data
+pipeline, training or inference. :mod:`signlab.models.interface` is what the rest of signlab
+may assume about a gloss recogniser.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from signlab.config import ModelConfig
-from signlab.data.stats import FeatureStats
-from signlab.models.frontend import auto_subsampling, subsampled_lengths
+from signlab.models.frontend import Stats, auto_subsampling, subsampled_lengths
 from signlab.models.hybrid import HybridCTCAttentionModel
 from signlab.models.tcn import TCNCTCModel
 
@@ -14,7 +18,7 @@ __all__ = ["HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_
            "subsampled_lengths"]
 
 
-def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: FeatureStats | None = None) -> nn.Module:
+def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: Stats | None = None) -> nn.Module:
     """The gloss recogniser named by ``cfg.type``, standardising with ``stats`` when given."""
     model = _build(cfg, input_dim, vocab_size)
     if stats is not None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from signlab.data import pose
+from signlab import pose
+
+
+class Stats(Protocol):
+    """Per-dimension feature statistics (:class:`signlab.data.stats.FeatureStats`)."""
+
+    mean: np.ndarray
+    std: np.ndarray
 
 
 def padding_mask(lengths: Tensor, max_len: int) -> Tensor:

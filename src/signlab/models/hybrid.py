@@ -10,30 +10,15 @@ the shared encoder from settling into the all-blank CTC solution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
 from signlab.models.frontend import FrontEnd
+from signlab.models.interface import Encoded, RecognizerOutput
 from signlab.models.transformer import (
     PositionalEncoding,
     TransformerDecoder,
     TransformerEncoder,
 )
-
-
-@dataclass
-class Encoded:
-    out: Tensor  # (B, T', d)
-    lengths: Tensor  # (B,)
-    padding_mask: Tensor  # (B, T') True at padding
-
-
-@dataclass
-class RecognizerOutput:
-    ctc_logits: Tensor  # (B, T', V)
-    lengths: Tensor  # (B,) valid CTC frames
-    decoder_logits: Tensor | None  # (B, L, V), None for CTC-only models
 
 
 class HybridCTCAttentionModel(nn.Module):

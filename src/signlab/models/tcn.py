@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from signlab.models.frontend import FrontEnd
-from signlab.models.hybrid import Encoded, RecognizerOutput
+from signlab.models.interface import Encoded, RecognizerOutput
 
 
 class TemporalBlock(nn.Module):
@@ -46,6 +46,7 @@ class TCNCTCModel(nn.Module):
         self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.ctc_head = nn.Linear(d_model, vocab_size)
+        self.decoder = None
 
     def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
         x, lengths, mask = self.frontend(features, lengths)

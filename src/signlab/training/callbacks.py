@@ -73,14 +73,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _floats(metrics: dict[str, Any], step: bool) -> dict[str, float | None]:
-    """Step lines take the ``*_step`` values (and lr), epoch lines everything else."""
+    """Step lines take the ``*_step`` values, epoch lines everything else."""
     out = {}
     for name, value in metrics.items():
-        if name.endswith("_step") != step and not (step and name in ("lr", "train_blank_ratio")):
+        if name.endswith("_step") != step and not (step and name == "train_blank_ratio"):
             continue
         v = float(value)
         out[name.removesuffix("_step").removesuffix("_epoch")] = v if math.isfinite(v) else None
     return out
+
+
+def _lr(trainer: L.Trainer) -> float:
+    return trainer.optimizers[0].param_groups[0]["lr"]
 
 
 class JsonlMetrics(L.Callback):
@@ -110,12 +114,12 @@ class JsonlMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.is_global_zero and self.every and trainer.global_step % self.every == 0:
-            metrics = _floats(trainer.callback_metrics, step=True)
+            metrics = {**_floats(trainer.callback_metrics, step=True), "lr": _lr(trainer)}
             self._write({"kind": "step", "epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
-            metrics = _floats(trainer.callback_metrics, step=False)
+            metrics = {**_floats(trainer.callback_metrics, step=False), "lr": _lr(trainer)}
             self._write({
                 "kind": "epoch", "epoch": trainer.current_epoch, "step": trainer.global_step,
                 "time_s": round(time.time() - self.start, 1), **metrics,

@@ -1,8 +1,9 @@
-"""``signlab train``: manifest + config -> a run folder with checkpoints, metrics and a bundle.
+"""The one training routine (``signlab train``, ``signlab sentence train``): manifest + config ->
+a run folder with checkpoints, metrics and a bundle, for any :class:`~signlab.training.task.Task`.
 
-RUN/ holds ``checkpoints/{best,latest}.ckpt`` (written atomically), ``metrics.jsonl``,
-``excluded.csv`` (rows left out and why), ``curves.png``, and the bundle files that
-``signlab evaluate`` and :class:`signlab.Recognizer` load.
+RUN/ holds ``checkpoints/{best,latest}.ckpt`` (written atomically), ``metrics.jsonl`` and
+``training_history.csv``, ``excluded.csv`` (rows left out and why), ``curves.png``, and the
+bundle files that ``signlab evaluate`` / :class:`signlab.Recognizer` or the sentence engine load.
 """
 
 from __future__ import annotations
@@ -21,37 +22,25 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from signlab.config import (
     Config,
     RootConfig,
+    SentenceConfig,
     TrainingConfig,
     builtin_config,
     load_config,
 )
-from signlab.data.features import ScanResult
 from signlab.data.manifest import read_manifests
 from signlab.data.stats import FeatureStats
 from signlab.errors import Interrupted, SignlabError
-from signlab.inference.bundle import Bundle, save_bundle
-from signlab.inference.recognizer import (
-    Recognizer,
-    choose_decoding,
-    compare_decoders,
-    evaluate_samples,
-    scan_for_wer,
-)
-from signlab.report import plot_training_curves
+from signlab.report import plot_training_curves, write_history_csv
 from signlab.training.callbacks import (
     AtomicCheckpointIO,
     CompactProgressBar,
     JsonlMetrics,
     TopCheckpoints,
-    average_checkpoints,
     load_checkpoint,
 )
-from signlab.training.data import GlossDataModule, prepare_gloss_data
-from signlab.training.module import (
-    GlossRecognitionModule,
-    epoch_wer,
-    selection_decoding,
-)
+from signlab.training.gloss import GlossTask
+from signlab.training.sentence import SentenceTask
+from signlab.training.task import Task
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -168,68 +157,37 @@ def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, da
             "parameters": sum(p.numel() for p in module.model.parameters())}
 
 
-def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
-                      dev: ScanResult) -> dict:
-    """Put the average of the ``top`` epochs' weights into ``module`` (which holds the best
-    epoch's) if its dev WER, by the rule that picked the epochs, is lower than the best epoch's
-    (which training already measured)."""
-    epochs = sorted(int(Path(p).stem.split("-")[1]) for p in top.best_k_models)
-    best = round(float(top.best_model_score), 2)
-    single = {k: v.clone() for k, v in module.state_dict().items()}
-    module.load_state_dict(average_checkpoints(list(top.best_k_models)))
-    decoders = {"selection": selection_decoding(module.cfg).model_dump(), "ctc_greedy": {"method": "ctc_greedy"}}
-    rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
-    averaged = round(epoch_wer(module.cfg, rows[0]["wer"], rows[-1]["wer"]), 2)
-    used = "averaged" if averaged < best else "best"
-    if used == "best":
-        module.load_state_dict(single)
-    log.info("checkpoint averaging of epochs %s: dev WER %.2f against %.2f for the best epoch alone; using the %s",
-             ", ".join(map(str, epochs)), averaged, best, "average" if used == "averaged" else "best epoch")
-    return {"epochs": epochs, "dev_wer_best": best, "dev_wer_averaged": averaged, "used": used}
+TASKS: dict[type, Task] = {Config: GlossTask(), SentenceConfig: SentenceTask()}
 
 
 def train(
     manifests: Sequence[str | Path],
-    cfg: Config,
+    cfg: Config | SentenceConfig,
     out: str | Path,
     *,
     resume: bool = False,
     features_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train a gloss recogniser; returns the run folder (a loadable bundle once done)."""
+    """Train the model ``cfg`` describes (a :class:`Config`: gloss recognition; a
+    :class:`SentenceConfig`: sentence retrieval and translation); returns the run folder, a
+    loadable bundle once done."""
+    task = TASKS[type(cfg)]
     out = Path(out)
     latest = check_run_dir(out, resume)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     samples = read_manifests(manifests, features_dir)
     vocab, stats = run_inputs(out, resume)
-    data = prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
-    cfg = data.config
-    save_run_inputs(out, cfg, data.vocab, data.stats)
+    data = task.prepare(samples, cfg, vocab, stats)
+    save_run_inputs(out, data.config, data.vocab, data.stats)
     if is_launcher_process():
         data.write_exclusions(out / "excluded.csv")
-
-    t = cfg.training
-    trainer, best = make_trainer(t, out, "dev_wer", "min", progress, t.average_checkpoints)
-    module = GlossRecognitionModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-    metrics = fit(trainer, best, module, GlossDataModule(data), latest, resume)
+    trainer, best = make_trainer(data.config.training, out, task.monitor, task.mode, progress, task.keep_best(data))
+    module = task.module(data)
+    metrics = fit(trainer, best, module, task.datamodule(data), latest, resume)
     if metrics is None:
         return out
-    metrics = {"model": cfg.model.type, **metrics}
-    recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
-    # read once for the decoder search and the evaluation; its exclusions were reported before training
-    dev = scan_for_wer(recognizer, [s for s in samples if s.split == "dev"], "dev", report=False)
-    top = next((c for c in trainer.callbacks if isinstance(c, TopCheckpoints)), None)
-    if top is not None and len(top.best_k_models) > 1:
-        metrics["checkpoint_averaging"] = average_if_better(module, top, recognizer, dev)
-    if cfg.decoding.choose_on_dev:
-        chosen, metrics["decoding_search"] = choose_decoding(recognizer, dev)
-        cfg = cfg.model_copy(update={"decoding": chosen})
-        recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
-    metrics["dev"] = evaluate_samples(recognizer, dev, "dev", output=out / "dev_results.json")
-    test = [s for s in samples if s.split == "test"]
-    if test:
-        metrics["test"] = evaluate_samples(recognizer, test, "test", output=out / "test_results.json")
-    save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
-    plot_training_curves(out / "metrics.jsonl", out / "curves.png")
+    task.finish(out, data, module, trainer, samples, metrics)
+    plot_training_curves(out / "metrics.jsonl", out / "curves.png", task.panels)
+    write_history_csv(out / "metrics.jsonl", out / "training_history.csv")
     return out

@@ -1,4 +1,5 @@
-"""Training the sentence model (``signlab sentence train``) on the same trainer as the gloss model.
+"""Sentence retrieval and translation as a training task (``signlab sentence train``), and building
+(or re-indexing) its bundle: embedding bank, prototypes, calibrated thresholds.
 
 Loss = ``lambda * SupCon(two views) + (1 - lambda) * text CE + mask_weight * masked-frame``
 (the SignTalk seed's weights by default). The best checkpoint is the one with the best
@@ -8,10 +9,9 @@ validation retrieval (MRR of dev clips among the training clips, or among each o
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from signlab import pose
 from signlab.config import SentenceConfig, parse_config
-from signlab.data import pose
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
-from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
+from signlab.data.features import Preprocessor, report_exclusions, scan
 from signlab.data.manifest import Sample, read_manifests
 from signlab.data.sentence import (
     ClassBalancedSampler,
@@ -37,11 +37,25 @@ from signlab.data.sentence import (
 )
 from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
+from signlab.inference.bank import TorchEncoder, build_bank
+from signlab.inference.bundle import save_bundle
+from signlab.inference.calibration import calibrated
+from signlab.inference.engine import (
+    InferenceEngine,
+    SentenceBundle,
+    load_sentence_bundle,
+)
+from signlab.inference.sentence_eval import evaluate_sentence_samples
 from signlab.losses import SupConLoss
-from signlab.metrics import retrieval_metrics
+from signlab.metrics import alignment_metrics, retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
-from signlab.training.data import resolve_for_data
-from signlab.training.module import adamw, warmup_cosine
+from signlab.report import SENTENCE_PANELS
+from signlab.training.task import (
+    PreparedData,
+    Task,
+    configure_optimizers,
+    resolve_for_data,
+)
 from signlab.vocab import PAD, Vocabulary, tokenize_words
 
 log = logging.getLogger(__name__)
@@ -50,18 +64,11 @@ MONITOR = "val_ret_mrr"  # validation retrieval MRR: finer-grained than top-1 on
 
 
 @dataclass
-class SentenceData:
-    config: SentenceConfig  # model.input_dim and model.subsampling resolved
-    prep: Preprocessor
-    stats: FeatureStats
-    vocab: Vocabulary  # words of the spoken-language text
-    labels: dict[str, int]  # sentence key -> class index
-    splits: dict[str, ScanResult]  # train, dev
-    dev_against_train: bool  # dev sentences are known from training: retrieve dev clips among training clips
+class SentenceData(PreparedData):
+    """The vocabulary holds the words of the spoken-language text."""
 
-    @property
-    def excluded(self):
-        return [e for r in self.splits.values() for e in r.excluded]
+    labels: dict[str, int] = field(default_factory=dict)  # sentence key -> class index
+    dev_against_train: bool = False  # dev sentences are known from training: retrieve dev clips among training clips
 
 
 def assign_splits(samples: Sequence[Sample], cfg: SentenceConfig) -> tuple[list[Sample], list[Sample]]:
@@ -114,7 +121,7 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
                            "clips; give dev clips of training sentences (e.g. --set data.split=signer) or more dev clips")
     log.info("sentences: %d in train, %d in dev (%d dev clips of training sentences)", len(train_keys), len(set(dev_keys)),
              known)
-    return SentenceData(cfg, prep, stats or running.finalize(), vocab, labels, splits, dev_against_train=known > 0)
+    return SentenceData(cfg, prep, stats or running.finalize(), vocab, splits, labels, dev_against_train=known > 0)
 
 
 def view_transforms(cfg: SentenceConfig, dim: int) -> tuple[Compose, Compose]:
@@ -192,7 +199,6 @@ class SentenceModule(L.LightningModule):
             raise SignlabError(f"the loss became {losses['loss'].item()} on the batch holding {', '.join(batch['ids'][:5])}")
         for name, value in losses.items():
             self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=len(batch["ids"]), on_epoch=True)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(batch["ids"]))
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -213,11 +219,8 @@ class SentenceModule(L.LightningModule):
         emb, labels, a, b = (torch.cat(x) for x in zip(*self._val[0]))
         gallery = [torch.cat(x) for x in zip(*self._val[1])] if self._val[1] else None
         self._val = {0: [], 1: []}
-        sims = a @ b.T
-        self.log("val_inst_top1", (sims.argmax(1) == torch.arange(len(a), device=a.device)).float().mean(), sync_dist=True)
-        self.log("val_pos_sim", sims.diag().mean(), sync_dist=True)
-        off = sims.masked_fill(torch.eye(len(a), dtype=torch.bool, device=a.device), -1.0)
-        self.log("val_neg_sim", off.max(1).values.mean() if len(a) > 1 else torch.tensor(0.0), sync_dist=True)
+        for name, value in alignment_metrics(a.cpu().numpy(), b.cpu().numpy()).items():
+            self.log(f"val_{name}", value, sync_dist=True)
         if (self.current_epoch + 1) % self.cfg.training.retrieval_eval_every == 0 or self.trainer.sanity_checking:
             g = (None, None) if gallery is None else (gallery[0].cpu().numpy(), gallery[1].cpu().numpy())
             r = retrieval_metrics(emb.cpu().numpy(), labels.cpu().numpy(), *g)
@@ -225,47 +228,76 @@ class SentenceModule(L.LightningModule):
             self.log("val_ret_mrr", r["mrr"], sync_dist=True)
 
     def configure_optimizers(self):
-        t = self.cfg.training
-        opt = adamw(self, t)
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(1, math.ceil(total / max(1, self.trainer.max_epochs or t.epochs)))
-        if t.scheduler == "warm_restarts":
-            sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                opt, T_0=t.scheduler_t0 * per_epoch, T_mult=t.scheduler_tmult, eta_min=t.lr * t.scheduler_eta_min_scale
-            )
-        else:
-            warmup = max(1, round(t.warmup_epochs * per_epoch))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total, t.scheduler == "cosine"))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimizers(self, self.cfg.training)
 
 
-def train_sentence(manifests: Sequence[str | Path], cfg: SentenceConfig, out: str | Path, *, resume: bool = False,
-                   features_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Train the sentence model; RUN becomes a sentence bundle with its embedding bank."""
-    from signlab.inference.engine import build_sentence_bundle
-    from signlab.report import SENTENCE_PANELS, plot_training_curves, write_history_csv
-    from signlab.training.run import (
-        check_run_dir,
-        fit,
-        make_trainer,
-        run_inputs,
-        save_run_inputs,
-    )
+class SentenceTask(Task):
+    name, monitor, mode, panels = "sentence", MONITOR, "max", SENTENCE_PANELS
 
-    out = Path(out)
-    latest = check_run_dir(out, resume)
-    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
-    samples = read_manifests(manifests, features_dir)
-    vocab, stats = run_inputs(out, resume)
-    data = prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats)
+    def prepare(self, samples: Sequence[Sample], cfg: SentenceConfig, vocab: Vocabulary | None,
+                stats: FeatureStats | None) -> SentenceData:
+        return prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats)
+
+    def module(self, data: SentenceData) -> SentenceModule:
+        return SentenceModule(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
+
+    def datamodule(self, data: SentenceData) -> SentenceDataModule:
+        return SentenceDataModule(data)
+
+    def finish(self, out: Path, data: SentenceData, module: SentenceModule, trainer: L.Trainer,
+               samples: Sequence[Sample], metrics: dict[str, Any]) -> None:
+        build_sentence_bundle(out, data, module.model.eval(), samples, metrics)
+
+
+def build_sentence_bundle(out: Path, data: SentenceData, model: SignTranslationModel, samples: Sequence[Sample],
+                          metrics: dict[str, Any]) -> None:
+    """Bank and prototypes from the training clips, thresholds calibrated on dev (when asked),
+    dev and test evaluated, everything written to ``out``."""
     cfg = data.config
-    save_run_inputs(out, cfg, data.vocab, data.stats)
-    trainer, best = make_trainer(cfg.training, out, MONITOR, "max", progress)
-    module = SentenceModule(cfg.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-    metrics = fit(trainer, best, module, SentenceDataModule(data), latest, resume)
-    if metrics is None:
-        return out
-    build_sentence_bundle(out, cfg, data, module.model.eval(), samples, metrics)
-    plot_training_curves(out / "metrics.jsonl", out / "curves.png", SENTENCE_PANELS)
-    write_history_csv(out / "metrics.jsonl", out / "training_history.csv")
-    return out
+    encoder = TorchEncoder(model)
+    bank = build_bank(encoder, data.splits["train"], data.prep, cfg, model.subsampling)
+    protos = bank.prototypes(cfg.engine.prototype_min_clips)
+    engine = InferenceEngine(encoder, data.prep, bank, protos, cfg.engine, cfg.data.seq_len, model.subsampling)
+    if cfg.engine.calibration == "dev":
+        engine_cfg, metrics["calibration"] = calibrated(engine, data.splits["dev"], data.prep)
+        cfg, engine = cfg.model_copy(update={"engine": engine_cfg}), engine.with_config(engine_cfg)
+    bundle = SentenceBundle(cfg, data.vocab, data.stats, model, bank, protos, metrics)
+    for split, rows in (("dev", data.splits["dev"].samples), ("test", [s for s in samples if s.split == "test"])):
+        if rows:
+            metrics[split] = evaluate_sentence_samples(bundle, engine, rows, split)
+    save_bundle(out, cfg, data.vocab, data.stats, model, metrics, {"bank.npz": bank, "prototypes.npz": protos})
+
+
+def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[str], calibrate_on: str | None = None,
+            features_dir: str | Path | None = None) -> dict[str, Any]:
+    """Rebuild a bundle's bank and prototypes from the manifest rows of ``splits``; with
+    ``calibrate_on``, choose the thresholds on that split's clips (those not in the bank)."""
+    run = Path(run)
+    bundle = load_sentence_bundle(run)
+    samples = read_manifests(manifests, features_dir)
+    rows = [s for s in samples if s.split in splits]
+    if not rows:
+        raise SignlabError(f"the manifest has no rows in the splits {', '.join(splits)}")
+    prep, cfg = bundle.prep, bundle.config
+
+    def check(s: Sample, x: np.ndarray):
+        return None if s.text else ("no_text", f"{s.where}: no text")
+
+    result = scan(rows, prep, check=check, desc="indexing")
+    report_exclusions(result.excluded, "index", len(rows))
+    encoder = TorchEncoder(bundle.model)
+    bank = build_bank(encoder, result, prep, cfg, bundle.model.subsampling)
+    protos = bank.prototypes(cfg.engine.prototype_min_clips)
+    info: dict[str, Any] = {"clips": len(bank), "sentences": len(set(bank.sentences.tolist())), "prototypes": len(protos.keys)}
+    if calibrate_on:
+        in_bank = set(bank.clip_ids.tolist())
+        held = scan([s for s in samples if s.split == calibrate_on and s.id not in in_bank and s.text], prep,
+                    desc=f"calibrating on {calibrate_on}")
+        from signlab.inference.calibration import calibrated
+
+        engine = InferenceEngine(encoder, prep, bank, protos, cfg.engine, cfg.data.seq_len, bundle.model.subsampling)
+        engine_cfg, info["calibration"] = calibrated(engine, held, prep)
+        cfg.model_copy(update={"engine": engine_cfg}).save(run / "config.yaml")
+    bank.save(run / "bank.npz")
+    protos.save(run / "prototypes.npz")
+    return info

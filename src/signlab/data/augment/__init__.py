@@ -40,7 +40,7 @@ from signlab.data.augment.temporal import (
     TimeWarp,
     resample,
 )
-from signlab.data.pose import POSE_FEATURE_DIM
+from signlab.pose import POSE_FEATURE_DIM
 
 __all__ = [
     "Augmentation",

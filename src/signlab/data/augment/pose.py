@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from signlab import pose
 from signlab.config import PoseAugmentConfig
-from signlab.data import pose
 from signlab.data.augment.base import Augmentation, Compose
 from signlab.data.augment.temporal import FrameDropout, FrameShift, TimeWarp
 

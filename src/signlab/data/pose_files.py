@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from signlab import pose
 from signlab.atomic import atomic_write
-from signlab.data import pose
 from signlab.errors import SignlabError
 
 BODY_NAMES = (

@@ -1,0 +1,132 @@
+"""The sentence engine's memory: encoders (PyTorch or ONNX Runtime), the embedding bank of known
+clips, sentence prototypes, and building a bank from scanned clips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from signlab.atomic import load_npz, save_npz
+from signlab.config import SentenceConfig
+from signlab.data.dataset import pad_clips
+from signlab.data.features import Preprocessor, ScanResult
+from signlab.data.sentence import sentence_key
+from signlab.errors import SignlabError
+from signlab.models.frontend import subsampled_lengths
+from signlab.models.sentence import SignTranslationModel
+
+
+class Encoder(Protocol):
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T, D) float32 raw features, (B,) int64 lengths -> embeddings (B, E), projected frames (B, T', P)."""
+
+
+class TorchEncoder:
+    def __init__(self, model: SignTranslationModel, device: str | torch.device = "cpu"):
+        self.model, self.device = model.to(device).eval(), torch.device(device)
+
+    @torch.no_grad()
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        enc = self.model.encode(torch.from_numpy(features).to(self.device), torch.from_numpy(lengths).to(self.device))
+        return enc.embedding.float().cpu().numpy(), enc.projected.float().cpu().numpy()
+
+
+class OnnxEncoder:
+    """The exported encoder (``encoder.onnx``) on ONNX Runtime's CPU provider."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        if not Path(path).is_file():
+            raise SignlabError(f"{path} not found: run `signlab sentence export RUN` first")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        emb, proj = self.session.run(None, {"features": features.astype(np.float32), "lengths": lengths.astype(np.int64)})
+        return emb, proj
+
+
+def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dtw_frames: int, subsampling: int = 1,
+                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (N, E), and DTW sequences (N, dtw_frames, P) float16: each clip's projected
+    frames resampled to ``dtw_frames`` and scaled to unit length (a step of DTW then costs 0-2,
+    whatever the model's scale)."""
+    embs, seqs = [], []
+    for start in range(0, len(clips), batch_size):
+        x, lengths = pad_clips(clips[start : start + batch_size], seq_len)
+        emb, proj = encoder(x, lengths)
+        embs.append(emb)
+        for i, n in enumerate(lengths):
+            valid = proj[i, : int(subsampled_lengths(int(n), subsampling))]
+            picked = valid[np.linspace(0, len(valid) - 1, dtw_frames).round().astype(int)]
+            picked = picked / np.linalg.norm(picked, axis=1, keepdims=True).clip(1e-8)
+            seqs.append(picked.astype(np.float16))
+    return np.concatenate(embs), np.stack(seqs)
+
+
+@dataclass
+class EmbeddingBank:
+    embeddings: np.ndarray  # (N, E) float32, unit length
+    sequences: np.ndarray  # (N, L, P) float16: projected frames resampled to L, for DTW
+    sentences: np.ndarray  # (N,) sentence keys
+    texts: np.ndarray  # (N,)
+    clip_ids: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def save(self, path: str | Path) -> None:
+        save_npz(path, embeddings=self.embeddings, sequences=self.sequences, sentences=self.sentences.astype(str),
+                 texts=self.texts.astype(str), clip_ids=self.clip_ids.astype(str))
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmbeddingBank:
+        z = load_npz(path, ("embeddings", "sequences", "sentences", "texts", "clip_ids"), "embedding bank")
+        n = len(z["embeddings"])
+        if z["embeddings"].ndim != 2 or z["sequences"].ndim != 3 or any(len(v) != n for v in z.values()):
+            raise SignlabError(f"{path}: the bank's arrays disagree in shape ({', '.join(f'{k} {v.shape}' for k, v in z.items())}): "
+                               "rebuild it with `signlab sentence index`")
+        return cls(z["embeddings"], z["sequences"], z["sentences"], z["texts"], z["clip_ids"])
+
+    def prototypes(self, min_clips: int = 2) -> Prototypes:
+        """Mean (re-normalised) embedding of each sentence with at least ``min_clips`` clips."""
+        keys, inverse, counts = np.unique(self.sentences, return_inverse=True, return_counts=True)
+        sums = np.zeros((len(keys), self.embeddings.shape[1]), np.float64)
+        np.add.at(sums, inverse, self.embeddings)
+        keep = counts >= min_clips
+        vectors = sums[keep] / np.linalg.norm(sums[keep], axis=1, keepdims=True).clip(1e-8)
+        return Prototypes(keys[keep], vectors.astype(np.float32), counts[keep])
+
+
+@dataclass
+class Prototypes:
+    keys: np.ndarray
+    vectors: np.ndarray  # (K, E), unit length
+    counts: np.ndarray
+    position: dict[str, int] = field(init=False, repr=False)  # sentence key -> row
+
+    def __post_init__(self) -> None:
+        self.position = {k: i for i, k in enumerate(self.keys.tolist())}
+
+    def save(self, path: str | Path) -> None:
+        save_npz(path, sentence_ids=self.keys.astype(str), embeddings=self.vectors, counts=self.counts)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Prototypes:
+        z = load_npz(path, ("sentence_ids", "embeddings", "counts"), "prototype file")
+        return cls(z["sentence_ids"], z["embeddings"], z["counts"])
+
+
+def build_bank(encoder: Encoder, scan_result: ScanResult, prep: Preprocessor, cfg: SentenceConfig,
+               subsampling: int) -> EmbeddingBank:
+    emb, seq = encode_clips(encoder, scan_result.all_features(prep), cfg.data.seq_len, cfg.engine.dtw.frames, subsampling)
+    samples = scan_result.samples
+    return EmbeddingBank(emb, seq, np.array([sentence_key(s) for s in samples]), np.array([s.text for s in samples]),
+                         np.array([s.id for s in samples]))

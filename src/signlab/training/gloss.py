@@ -1,0 +1,310 @@
+"""Gloss recognition as a training task: data, the Lightning module that watches for CTC collapse,
+and finishing a run (checkpoint averaging, the decoder chosen on dev, evaluation, the bundle)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from signlab.config import Config, DecodingConfig, decoding_options, parse_config
+from signlab.data.augment import AugmentedDataset
+from signlab.data.augment.mixing import BatchMix
+from signlab.data.dataset import (
+    GlossDataset,
+    LengthBucketBatchSampler,
+    hybrid_collate_fn,
+)
+from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
+from signlab.data.manifest import Sample
+from signlab.data.stats import FeatureStats, RunningStats
+from signlab.decoding import decode_batch
+from signlab.decoding.ctc import ctc_greedy_decode
+from signlab.errors import SignlabError
+from signlab.inference.bundle import Bundle, save_bundle
+from signlab.inference.recognizer import (
+    Recognizer,
+    choose_decoding,
+    compare_decoders,
+    evaluate_samples,
+    scan_for_wer,
+)
+from signlab.losses import JointCTCAttentionLoss
+from signlab.metrics import blank_counts, edit_counts
+from signlab.models import build_recognizer, subsampled_lengths
+from signlab.models.interface import Encoded, RecognizerOutput
+from signlab.report import PANELS
+from signlab.training.callbacks import TopCheckpoints, average_checkpoints
+from signlab.training.task import (
+    PreparedData,
+    Task,
+    configure_optimizers,
+    resolve_for_data,
+)
+from signlab.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+COLLAPSE_BLANK_RATIO = 0.95
+
+
+def ctc_min_frames(glosses: Sequence[str]) -> int:
+    """CTC needs one frame per label plus a blank between two equal neighbours."""
+    return len(glosses) + sum(a == b for a, b in zip(glosses, glosses[1:]))
+
+
+def prepare_gloss_data(
+    samples: Sequence[Sample],
+    cfg: Config,
+    *,
+    vocab: Vocabulary | None = None,
+    stats: FeatureStats | None = None,
+) -> PreparedData:
+    """Scan the train and dev splits once, exclude unusable rows (reported with their reason),
+    and build the vocabulary and feature statistics from train unless they are given."""
+    by_split = {s: [x for x in samples if x.split == s] for s in ("train", "dev")}
+    for split, rows in by_split.items():
+        if not rows:
+            raise SignlabError(
+                f"the manifest has no {split!r} rows; training needs train rows, and dev rows to pick the "
+                "best checkpoint and stop early"
+            )
+    cfg = resolve_for_data(cfg, by_split["train"])
+    dim = cfg.model.input_dim
+    prep = Preprocessor(dim, cfg.data.pose_normalization)
+    factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
+
+    def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+        frames = len(features)
+        if not sample.glosses:
+            return "no_glosses", f"{sample.where}: the glosses column is empty"
+        need, have = ctc_min_frames(sample.glosses), subsampled_lengths(min(frames, max_frames), factor)
+        if have < need:
+            return "too_short", (
+                f"{sample.where}: {len(sample.glosses)} glosses need {need} CTC frames but the clip gives {have} "
+                f"({frames} frames, resampled to at most {max_frames}, subsampled x{factor})"
+            )
+        return None
+
+    running = RunningStats(dim) if stats is None else None
+    cache = int(cfg.data.cache_gb * 2**30)
+    splits = {"train": scan(by_split["train"], prep, check=check, stats=running, cache_bytes=cache, desc="scanning train")}
+    splits["dev"] = scan(by_split["dev"], prep, check=check, cache_bytes=cache, desc="scanning dev")
+    for split, result in splits.items():
+        report_exclusions(result.excluded, split, len(by_split[split]))
+        if not result.samples:
+            raise SignlabError(f"no usable {split} rows left (see the warnings above for why each was excluded)")
+    if vocab is None:
+        vocab = Vocabulary.build((s.glosses for s in splits["train"].samples), cfg.data.min_gloss_count)
+    unknown = vocab.unknown(g for s in splits["dev"].samples for g in s.glosses)
+    if unknown:
+        log.warning(
+            "dev: %d gloss types never occur in train (e.g. %s); the model cannot output them, so they count "
+            "as errors in dev WER", len(unknown), ", ".join(sorted(unknown)[:5]),
+        )
+    return PreparedData(cfg, prep, stats or running.finalize(), vocab, splits)
+
+
+class GlossDataModule(L.LightningDataModule):
+    """Length-bucketed loaders; each DDP process takes its own share of the batches. With
+    ``data.augmentation`` the training clips are augmented (``augmentation`` section), except
+    when that would make a clip too short for its CTC targets."""
+
+    def __init__(self, data: PreparedData):
+        super().__init__()
+        self.data, self.cfg = data, data.config
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        d, t = self.data, self.cfg.training
+        ds: Dataset = GlossDataset(d.splits[split], d.prep, d.vocab, self.cfg.data.max_frames)
+        lengths = ds.lengths
+        if train and self.cfg.data.augmentation:
+            factor = self.cfg.model.subsampling
+            need = [ctc_min_frames(s.glosses) for s in d.splits[split].samples]
+
+            def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
+                return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
+
+            ds = AugmentedDataset(ds, config=self.cfg.augmentation, seed=t.seed, usable=usable)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = LengthBucketBatchSampler(
+            lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank, pad_replicas=train,
+            on_epoch=getattr(ds, "set_epoch", None),
+        )
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=hybrid_collate_fn, num_workers=t.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", train=False)
+
+
+def selection_decoding(cfg: Config) -> DecodingConfig:
+    """The decoder whose dev WER, each epoch, picks the checkpoint.
+
+    With ``decoding.choose_on_dev`` the decoder that ships is chosen only when training ends, so
+    a cheap proxy stands in: the CTC prefix beam's n-best re-ranked by the attention decoder
+    (``rescore``, CTC weight 0.5: one teacher-forced pass, no label-synchronous search), and the
+    epoch's WER is the lower of that and greedy CTC. Both are in the final search, so the proxy
+    is an upper bound on the shipped decoder's dev WER. Without the search, the configured decoder
+    itself. A CTC-only model uses greedy CTC either way.
+    """
+    if cfg.decoding.choose_on_dev and cfg.model.type == "hybrid":
+        return decoding_options(cfg, method="rescore", ctc_weight=0.5)
+    return decoding_options(cfg)
+
+
+def epoch_wer(cfg: Config, wer: float, ctc_wer: float) -> float:
+    """The dev WER that ranks epochs, from the :func:`selection_decoding` WER and greedy CTC's:
+    the lower of the two while the shipped decoder is still to be chosen on dev."""
+    return min(wer, ctc_wer) if cfg.decoding.choose_on_dev else wer
+
+
+class GlossRecognitionModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
+        super().__init__()
+        self.save_hyperparameters(ignore=["stats"])  # the statistics live in RUN/stats.npz
+        self.cfg: Config = parse_config(config)
+        self.vocab = Vocabulary(vocab_tokens)
+        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats)
+        m = self.cfg.model
+        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
+        self.hybrid = m.type == "hybrid"
+        self.decoding = selection_decoding(self.cfg)
+        mix = self.cfg.augmentation.mix
+        self.mix = BatchMix(mix.mixup, mix.cutmix, mix.alpha) if self.cfg.data.augmentation and mix.mixup + mix.cutmix else None
+        # summed over the dev set, then over processes: errors/words per decoder, blanks/frames
+        self.register_buffer("dev_counts", torch.zeros(6, dtype=torch.float64), persistent=False)
+
+    def _step(self, batch: dict, mix: BatchMix | None = None) -> tuple[dict[str, torch.Tensor], Encoded, RecognizerOutput]:
+        """Joint loss of a batch; with ``mix``, of a mixed batch against both target sets."""
+        mixed = None
+        if mix is not None:
+            mixed = mix(batch["features"], batch["lengths"],
+                        np.random.default_rng([self.cfg.training.seed, self.global_step, self.global_rank]))
+        features, lengths = (batch["features"], batch["lengths"]) if mixed is None else (mixed.features, mixed.lengths)
+        enc = self.model.encode(features, lengths)
+        out = self.model.heads(enc, batch["decoder_input"] if self.hybrid else None)
+        losses = self.criterion(out, batch)
+        if mixed is not None:
+            partner = {k: v[mixed.partner] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            other = self.criterion(self.model.heads(enc, partner["decoder_input"] if self.hybrid else None), partner)
+            losses = {k: mixed.lam * losses[k] + (1 - mixed.lam) * other[k] for k in losses}
+        if not torch.isfinite(losses["loss"]):
+            raise SignlabError(
+                f"the loss became {losses['loss'].item()} on the batch holding {', '.join(batch['ids'][:5])}: "
+                "lower training.lr, or check these rows' features"
+            )
+        return losses, enc, out
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses, _, out = self._step(batch, self.mix)
+        size = len(batch["ids"])
+        blanks, frames = blank_counts(out.ctc_logits, out.lengths)
+        self.log("train_blank_ratio", blanks / max(frames, 1), batch_size=size)
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, prog_bar=name == "loss", batch_size=size, on_epoch=True)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses, enc, out = self._step(batch)
+        self.log("dev_loss", losses["loss"], batch_size=len(batch["ids"]), sync_dist=True)
+        hyps, _ = decode_batch(self.model, batch["features"], batch["lengths"], self.decoding, enc=enc)
+        ctc_hyps = hyps if self.decoding.method == "ctc_greedy" else ctc_greedy_decode(out.ctc_logits, out.lengths)
+        refs = batch["glosses"]
+        counts = [*edit_counts(refs, self._text(hyps)), *edit_counts(refs, self._text(ctc_hyps)),
+                  *blank_counts(out.ctc_logits, out.lengths)]
+        self.dev_counts += torch.tensor(counts, dtype=torch.float64, device=self.device)
+
+    def _text(self, hyps: list[list[int]]) -> list[str]:
+        return [" ".join(self.vocab.decode(h)) for h in hyps]
+
+    def on_validation_epoch_end(self) -> None:
+        errors, words, ctc_errors, ctc_words, blanks, frames = self.trainer.strategy.reduce(
+            self.dev_counts, reduce_op="sum"
+        ).tolist()
+        self.dev_counts.zero_()
+        wer, ctc_wer, ratio = 100 * errors / max(words, 1), 100 * ctc_errors / max(ctc_words, 1), blanks / max(frames, 1)
+        if self.cfg.decoding.choose_on_dev:
+            self.log(f"dev_wer_{self.decoding.method}", wer, sync_dist=True)
+        # already summed over processes: sync_dist only averages identical values
+        self.log("dev_wer", epoch_wer(self.cfg, wer, ctc_wer), prog_bar=True, sync_dist=True)
+        self.log("dev_wer_ctc", ctc_wer, sync_dist=True)
+        self.log("dev_blank_ratio", ratio, sync_dist=True)
+        # every CTC model starts all-blank; past warm-up, a ratio this high is collapse
+        warmed_up = self.current_epoch + 1 >= self.cfg.training.warmup_epochs
+        if ratio > COLLAPSE_BLANK_RATIO and warmed_up and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            log.warning(
+                "CTC collapse: %.1f%% of dev frames decode to blank after epoch %d (warm-up is over). If it "
+                "persists, raise model.ce_weight, lengthen training.warmup_epochs or lower training.lr.",
+                100 * ratio, self.current_epoch,
+            )
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.cfg.training)
+
+
+def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
+                      dev: ScanResult) -> dict:
+    """Put the average of the ``top`` epochs' weights into ``module`` (which holds the best
+    epoch's) if its dev WER, by the rule that picked the epochs, is lower than the best epoch's
+    (which training already measured)."""
+    epochs = sorted(int(Path(p).stem.split("-")[1]) for p in top.best_k_models)
+    best = round(float(top.best_model_score), 2)
+    single = {k: v.clone() for k, v in module.state_dict().items()}
+    module.load_state_dict(average_checkpoints(list(top.best_k_models)))
+    decoders = {"selection": selection_decoding(module.cfg).model_dump(), "ctc_greedy": {"method": "ctc_greedy"}}
+    rows = compare_decoders(recognizer, dev, "dev", decoders)["results"]
+    averaged = round(epoch_wer(module.cfg, rows[0]["wer"], rows[-1]["wer"]), 2)
+    used = "averaged" if averaged < best else "best"
+    if used == "best":
+        module.load_state_dict(single)
+    log.info("checkpoint averaging of epochs %s: dev WER %.2f against %.2f for the best epoch alone; using the %s",
+             ", ".join(map(str, epochs)), averaged, best, "average" if used == "averaged" else "best epoch")
+    return {"epochs": epochs, "dev_wer_best": best, "dev_wer_averaged": averaged, "used": used}
+
+
+class GlossTask(Task):
+    name, monitor, mode, panels = "gloss", "dev_wer", "min", PANELS
+
+    def prepare(self, samples: Sequence[Sample], cfg: Config, vocab: Vocabulary | None,
+                stats: FeatureStats | None) -> PreparedData:
+        return prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
+
+    def module(self, data: PreparedData) -> GlossRecognitionModule:
+        return GlossRecognitionModule(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
+
+    def datamodule(self, data: PreparedData) -> GlossDataModule:
+        return GlossDataModule(data)
+
+    def keep_best(self, data: PreparedData) -> int:
+        return data.config.training.average_checkpoints
+
+    def finish(self, out: Path, data: PreparedData, module: GlossRecognitionModule, trainer: L.Trainer,
+               samples: Sequence[Sample], metrics: dict[str, Any]) -> None:
+        """Average the best epochs if that helps on dev, choose the decoder on dev, evaluate dev
+        and test, write the bundle."""
+        cfg = data.config
+        metrics = {"model": cfg.model.type, **metrics}
+        recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
+        # read once for the decoder search and the evaluation; its exclusions were reported before training
+        dev = scan_for_wer(recognizer, [s for s in samples if s.split == "dev"], "dev", report=False)
+        top = next((c for c in trainer.callbacks if isinstance(c, TopCheckpoints)), None)
+        if top is not None and len(top.best_k_models) > 1:
+            metrics["checkpoint_averaging"] = average_if_better(module, top, recognizer, dev)
+        if cfg.decoding.choose_on_dev:
+            chosen, metrics["decoding_search"] = choose_decoding(recognizer, dev)
+            cfg = cfg.model_copy(update={"decoding": chosen})
+            recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
+        metrics["dev"] = evaluate_samples(recognizer, dev, "dev", output=out / "dev_results.json")
+        test = [s for s in samples if s.split == "test"]
+        if test:
+            metrics["test"] = evaluate_samples(recognizer, test, "test", output=out / "test_results.json")
+        save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
