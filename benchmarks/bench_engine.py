@@ -30,6 +30,7 @@ from signlab.export import export_onnx
 from signlab.inference.bank import EmbeddingBank, OnnxEncoder, TorchEncoder
 from signlab.inference.decision import dtw_distance
 from signlab.inference.engine import InferenceEngine
+from signlab.kinds import HOLISTIC
 from signlab.models.sentence import SignTranslationModel
 
 
@@ -50,11 +51,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     cfg = SentenceModelConfig()  # the seed's sizes
-    model = SignTranslationModel(540, 300, cfg).eval()
+    model = SignTranslationModel(540, 300, cfg, pose_layout=True).eval()
     bank = fake_bank(args.bank, cfg.embed_dim, 16, cfg.proj_dim, rng)
     protos = bank.prototypes()
     queries = [np.cumsum(rng.normal(0, 0.02, (64, 540)), axis=0).astype(np.float32) for _ in range(args.queries)]
-    prep = Preprocessor(540, pose_normalize=False)
+    prep = Preprocessor(HOLISTIC, pose_normalize=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "encoder.onnx")

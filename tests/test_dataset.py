@@ -10,6 +10,7 @@ from signlab.data.dataset import (
 )
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.manifest import Sample
+from signlab.kinds import plain
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
 
 
@@ -19,7 +20,7 @@ def dataset(rng):
                enumerate([("ME", "GO"), ("YOU", "GO", "HOME"), ("ME",)])]
     arrays = [rng.normal(size=(t, 4)).astype(np.float32) for t in (7, 12, 30)]
     vocab = Vocabulary.build(s.glosses for s in samples)
-    return GlossDataset(ScanResult(samples, [7, 12, 30], arrays), Preprocessor(4), vocab, max_frames=20)
+    return GlossDataset(ScanResult(samples, [7, 12, 30], arrays), Preprocessor(plain(4)), vocab, max_frames=20)
 
 
 def test_items_carry_ctc_and_decoder_targets(dataset):

@@ -24,6 +24,7 @@ from signlab.extract.i3d import (
 from signlab.extract.pipeline import video_features
 from signlab.extract.runner import ExtractionJob, plan, run_extraction
 from signlab.extract.video import VideoError, VideoOptions, probe, read_video
+from signlab.kinds import HOLISTIC
 from tests.conftest import REAL_DATA, needs_real_data, run_cli
 
 
@@ -327,7 +328,7 @@ def test_cli_extract_and_recognize(videos, tmp_path, tiny_corpus, tiny_config):
     assert r.returncode == 2 and "notes.txt" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("recognize", str(videos / "a.mp4"), "--model", str(run))
     assert r.returncode == 2 and "a.mp4: no frame shows the signer's shoulders" in r.stderr  # nobody in view
-    vf = video_features(videos / "a.mp4", 540, ExtractConfig(fps=10))
+    vf = video_features(videos / "a.mp4", HOLISTIC, ExtractConfig(fps=10))
     assert vf.features.shape == (10, 540) and np.allclose(vf.times, np.arange(10) / 10)
     if REAL_DATA.is_dir():  # a real signer
         out = tmp_path / "not_yet_there" / "r.json"  # its folder is made before the work, not failed after it

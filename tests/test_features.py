@@ -8,10 +8,13 @@ from signlab.data.features import (
     Preprocessor,
     load_features,
     report_exclusions,
+    resolve_kind,
     scan,
 )
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
+from signlab.errors import SignlabError
+from signlab.kinds import HOLISTIC, plain
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_scan_excludes_bad_rows_with_reasons_and_counts(files, caplog):
     samples = [Sample(id=f"{n}{i}", split="train", features=files / f"{n}.npy", glosses=("A",), source="m.csv", row=i + 2)
                for i, n in enumerate(names)]
     stats = RunningStats(8)
-    result = scan(samples, Preprocessor(8), stats=stats, check=lambda s, x: ("too_short", "x") if s.row == 8 else None)
+    result = scan(samples, Preprocessor(plain(8)), stats=stats, check=lambda s, x: ("too_short", "x") if s.row == 8 else None)
     assert [s.id for s in result.samples] == ["good0"]
     assert sorted(e.kind for e in result.excluded) == ["corrupt", "dim", "empty", "missing", "nonfinite", "too_short"]
     assert stats.n[0] == 20  # only the kept clip fed the statistics
@@ -61,12 +64,32 @@ def test_scan_excludes_bad_rows_with_reasons_and_counts(files, caplog):
 
 def test_scan_drops_the_cache_when_it_would_be_too_big(files):
     samples = [Sample(id=str(i), split="train", features=files / "good.npy") for i in range(3)]
-    assert scan(samples, Preprocessor(8)).arrays is not None
-    assert scan(samples, Preprocessor(8), cache_bytes=1000).arrays is None
+    assert scan(samples, Preprocessor(plain(8))).arrays is not None
+    assert scan(samples, Preprocessor(plain(8)), cache_bytes=1000).arrays is None
 
 
 def test_pose_clip_without_a_body_is_excluded(tmp_path):
     np.save(tmp_path / "nobody.npy", np.zeros((5, 540), np.float32))
-    result = scan([Sample(id="n", split="train", features=tmp_path / "nobody.npy")], Preprocessor(540))
+    result = scan([Sample(id="n", split="train", features=tmp_path / "nobody.npy")], Preprocessor(HOLISTIC))
     assert result.excluded[0].kind == "no_body"
-    assert Preprocessor(540, pose_normalize=False)(np.zeros((5, 540), np.float32)).shape == (5, 540)
+    assert Preprocessor(HOLISTIC, pose_normalize=False)(np.zeros((5, 540), np.float32)).shape == (5, 540)
+
+
+def test_the_feature_kind_is_declared_not_guessed_from_the_width(tmp_path, caplog):
+    x = np.random.default_rng(0).normal(size=(6, 540)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+
+    def rows(kind):
+        return [Sample(id="a", split="train", features=tmp_path / "a.npy", kind=kind)]
+
+    plain_540 = resolve_kind(rows("custom-540"), "auto")
+    assert plain_540.name == "custom-540" and not plain_540.pose  # as wide as Holistic pose, but declared plain
+    assert Preprocessor(plain_540)(x) is x  # so no body-relative normalisation
+    caplog.set_level(logging.INFO, logger="signlab")
+    assert resolve_kind(rows(""), "auto") == HOLISTIC  # undeclared: the width's usual kind, and the log says so
+    assert "no feature_kind in the manifest" in caplog.text
+    assert resolve_kind(rows(""), "custom-540").name == "custom-540"  # the config declares it
+    with pytest.raises(SignlabError, match="declared i3d-1024, which has 1024 values a frame, but they have 540"):
+        resolve_kind(rows("i3d-1024"), "auto")
+    with pytest.raises(SignlabError, match="data.feature_kind is pose/holistic-540 but the manifest declares custom-540"):
+        resolve_kind(rows("custom-540"), "pose/holistic-540")

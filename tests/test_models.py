@@ -99,7 +99,7 @@ def test_build_recognizer_from_config():
 
 
 def test_normalizer_standardises_and_keeps_undetected_pose_parts_and_padding_zero():
-    norm = FeatureNormalizer(540)
+    norm = FeatureNormalizer(540, pose_layout=True)
     stats = FeatureStats(np.full(540, 0.5, np.float32), np.full(540, 2.0, np.float32))
     norm.set_stats(stats.mean, stats.std)
     x = torch.ones(2, 3, 540)

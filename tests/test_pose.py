@@ -67,8 +67,8 @@ def test_masks_and_motion_energy():
 
 def test_mean_motion_of_pose_and_of_other_features():
     x = clip()
-    assert pose.mean_motion(x) == pytest.approx(pose.motion_energy(x).mean())
-    assert pose.mean_motion(x[:1]) == 0.0 and pose.mean_motion(np.repeat(x[:1], 5, 0)) == 0.0
+    assert pose.mean_motion(x, True) == pytest.approx(pose.motion_energy(x).mean())
+    assert pose.mean_motion(x[:1], True) == 0.0 and pose.mean_motion(np.repeat(x[:1], 5, 0), True) == 0.0
     i3d = np.zeros((4, 1024), np.float32)
     i3d[2:, 600] = 3.0  # one step of 3 in a column past the pose layout's 540
-    assert pose.mean_motion(i3d) == pytest.approx(3 / 4)
+    assert pose.mean_motion(i3d, False) == pytest.approx(3 / 4)

@@ -20,6 +20,7 @@ from signlab.errors import SignlabError
 from signlab.inference.bank import EmbeddingBank
 from signlab.inference.bundle import load_bundle
 from signlab.inference.recognizer import Recognizer
+from signlab.kinds import HOLISTIC
 from signlab.training.callbacks import load_checkpoint
 from signlab.vocab import Vocabulary
 
@@ -59,7 +60,7 @@ def test_manifest_reader_gives_rows_or_a_named_error(text, encoding, noise):
         return
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    result = scan(samples, Preprocessor(540), cache_bytes=0)  # every row is kept or excluded with a reason
+    result = scan(samples, Preprocessor(HOLISTIC), cache_bytes=0)  # every row is kept or excluded with a reason
     assert len(result.samples) + len(result.excluded) == len(samples)
 
 

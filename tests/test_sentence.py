@@ -27,6 +27,7 @@ from signlab.export import export_onnx, onnx_runner, verify
 from signlab.inference.bank import EmbeddingBank, Prototypes, TorchEncoder, encode_clips
 from signlab.inference.calibration import calibrate, choose_thresholds
 from signlab.inference.engine import InferenceEngine
+from signlab.kinds import HOLISTIC
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
@@ -106,7 +107,7 @@ def test_supcon_matches_a_direct_computation():
 
 def test_padded_and_unpadded_clips_give_the_same_embedding():
     torch.manual_seed(0)
-    model = SignTranslationModel(540, 20, SMALL).eval()
+    model = SignTranslationModel(540, 20, SMALL, pose_layout=True).eval()
     clip = torch.randn(1, 17, 540)
     batch = torch.cat([torch.cat([clip, torch.randn(1, 13, 540) * 9], 1), torch.randn(1, 30, 540)])
     with torch.no_grad():
@@ -119,7 +120,7 @@ def test_padded_and_unpadded_clips_give_the_same_embedding():
 
 def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path):
     torch.manual_seed(1)
-    model = SignTranslationModel(540, 20, SMALL).eval()
+    model = SignTranslationModel(540, 20, SMALL, pose_layout=True).eval()
     path = export_onnx(model, tmp_path / "encoder.onnx")
     assert verify(model, onnx_runner(path), atol=1e-4) < 1e-4  # batches 1-3, 5-91 frames; exported with 2 x 64
 
@@ -137,7 +138,7 @@ def test_retrieval_metrics_on_a_small_case():
 @pytest.fixture
 def engine_parts():
     torch.manual_seed(2)
-    model = SignTranslationModel(540, 20, SMALL).eval()
+    model = SignTranslationModel(540, 20, SMALL, pose_layout=True).eval()
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
     encoder = TorchEncoder(model)
@@ -149,7 +150,7 @@ def engine_parts():
 
 def test_engine_rejects_a_motionless_clip_with_low_motion(engine_parts):
     encoder, bank, clips = engine_parts
-    engine = InferenceEngine(encoder, Preprocessor(540, pose_normalize=False), bank, bank.prototypes(), EngineConfig(), 32)
+    engine = InferenceEngine(encoder, Preprocessor(HOLISTIC, pose_normalize=False), bank, bank.prototypes(), EngineConfig(), 32)
     still = np.repeat(clips[0][:1], 30, axis=0)
     p = engine.predict(still)
     assert not p.accepted and p.reason == "low_motion" and p.motion == 0.0
@@ -161,7 +162,7 @@ def test_engine_rejects_a_motionless_clip_with_low_motion(engine_parts):
 def test_engine_decisions_and_their_reasons(engine_parts):
     encoder, bank, clips = engine_parts
     cfg = EngineConfig(motion_floor=0.0, dtw={"enabled": False})
-    engine = InferenceEngine(encoder, Preprocessor(540, pose_normalize=False), bank, bank.prototypes(), cfg, 32)
+    engine = InferenceEngine(encoder, Preprocessor(HOLISTIC, pose_normalize=False), bank, bank.prototypes(), cfg, 32)
     cands, emb = engine.score(clips[0])
     assert engine.decide(cands, emb, 1.0, threshold=2.0).reason == "low_similarity"
     assert engine.decide(cands, emb, 1.0, threshold=-1.0, margin=5.0).reason == "ambiguous_top2"
@@ -172,7 +173,7 @@ def test_engine_decisions_and_their_reasons(engine_parts):
     t, m, info = calibrate(engine, clips, ["a", "a", "b", "b", "c", "c"], target_precision=0.9)
     assert info["precision"] >= 0.9 and info["coverage"] > 0
     with pytest.raises(SignlabError, match="empty"):
-        InferenceEngine(encoder, Preprocessor(540), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
+        InferenceEngine(encoder, Preprocessor(HOLISTIC), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
                         Prototypes(np.array([]), np.zeros((0, 32)), np.array([])), cfg, 32)
 
 

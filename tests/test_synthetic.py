@@ -67,7 +67,7 @@ def test_hand_model_open_hand_points_up_and_fist_is_compact():
 def test_corpus_manifest_has_the_design_format_and_splits_by_signer(tmp_path):
     manifest = generate_corpus(tmp_path, CorpusSpec(train_signers=2, dev_signers=1, test_signers=1, clips_per_signer=3, sentence_pool=2))
     rows = list(csv.DictReader(manifest.open()))
-    assert list(rows[0]) == ["id", "split", "features", "glosses", "text", "signer", "sentence_id", "category"]
+    assert list(rows[0]) == ["id", "split", "features", "feature_kind", "glosses", "text", "signer", "sentence_id", "category"]
     assert [r["split"] for r in rows].count("train") == 6
     assert {r["signer"] for r in rows if r["split"] == "test"}.isdisjoint({r["signer"] for r in rows if r["split"] == "train"})
     assert len({r["sentence_id"] for r in rows}) == 2  # a fixed pool of sentences, signed by everyone

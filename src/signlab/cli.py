@@ -227,7 +227,7 @@ def recognize(
     _writable(json_out)
     probe(video)  # a missing or unreadable video fails here, before the model loads
     recognizer = Recognizer.load(model, device, method=decode, beam_size=beam_size)
-    vf = video_features(video, recognizer.bundle.stats.dim, recognizer.config.extract, i3d_weights)
+    vf = video_features(video, recognizer.prep.kind, recognizer.config.extract, i3d_weights)
     started = time.perf_counter()
     transcript = recognizer.transcribe(vf.features, str(video))
     model_s = time.perf_counter() - started
@@ -363,7 +363,7 @@ def translate(
     probe(video)
     bundle = load_sentence_bundle(model)
     engine = InferenceEngine.from_bundle(bundle, model, backend)
-    vf = video_features(video, bundle.stats.dim, bundle.config.extract)
+    vf = video_features(video, bundle.prep.kind, bundle.config.extract)
     prediction = engine.predict(vf.features)
     clip = bundle.prep(vf.features, str(video))
     generated = translate_clips(bundle, [clip])[0]

@@ -96,6 +96,9 @@ class TrainingConfig(_Section):
 
 
 class DataConfig(_Section):
+    feature_kind: str = Field("auto", description=(
+        "what the features are (signlab.kinds: pose/holistic-540, i3d-1024, or any name for plain features); "
+        "auto: the manifest's feature_kind column, else guessed from the width (logged)"))
     max_frames: int = Field(150, ge=1, description="longer clips are resampled uniformly, never cut")
     augmentation: bool = True
     pose_normalization: bool = True
@@ -196,6 +199,9 @@ class SentenceModelConfig(_AttentionSection):
 
 
 class SentenceDataConfig(_Section):
+    feature_kind: str = Field("auto", description=(
+        "what the features are (signlab.kinds: pose/holistic-540, i3d-1024, or any name for plain features); "
+        "auto: the manifest's feature_kind column, else guessed from the width (logged)"))
     seq_len: int = Field(64, ge=1, description="clips are resampled to at most this many frames")
     split: Literal["manifest", "sentence", "signer"] = Field(
         "manifest", description="manifest: its train/dev rows; sentence: group split, no sentence in both; signer"

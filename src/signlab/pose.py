@@ -157,12 +157,12 @@ def motion_energy(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], energy]).astype(np.float32)
 
 
-def mean_motion(frames: np.ndarray) -> float:
+def mean_motion(frames: np.ndarray, pose_layout: bool) -> float:
     """Average motion per frame of a clip, 0 for a single frame: :func:`motion_energy` (body units
-    per frame after normalisation) for 540-dim pose; for other features (I3D), the L2 norm of the
-    frame-to-frame change of the whole vector, as pose landmarks cannot be picked out of it."""
+    per frame after normalisation) for features in this layout; for other features (I3D), the L2
+    norm of the frame-to-frame change of the whole vector, as landmarks cannot be picked out of it."""
     if len(frames) < 2:
         return 0.0
-    if frames.shape[1] == POSE_FEATURE_DIM:
+    if pose_layout:
         return float(motion_energy(frames).mean())
     return float(np.linalg.norm(np.diff(frames, axis=0), axis=1).sum() / len(frames))

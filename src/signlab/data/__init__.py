@@ -1,4 +1,7 @@
-"""Manifests, feature files, statistics, datasets and the synthetic signer.
+"""Manifests, feature files (``.npy``, ``.pose``), scanning with exclusions, statistics, datasets,
+samplers, augmentation and the synthetic signer.
 
-Data code never imports models.
+Imports only the leaf modules (:mod:`signlab.errors`, :mod:`signlab.atomic`, :mod:`signlab.vocab`,
+:mod:`signlab.config`, :mod:`signlab.kinds`, :mod:`signlab.pose`): never models, decoding,
+extraction, training or inference (``tests/test_architecture.py`` checks).
 """

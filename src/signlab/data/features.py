@@ -21,6 +21,7 @@ from signlab import pose
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 from signlab.errors import SignlabError
+from signlab.kinds import AUTO, FeatureKind, feature_kind, guessed
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,18 @@ def check_features(arr, where: str, expected_dim: int | None = None) -> np.ndarr
 
 @dataclass
 class Preprocessor:
-    """What happens to every clip before statistics and batching: pose becomes body-relative."""
+    """What happens to every clip of a kind before statistics and batching: pose becomes body-relative."""
 
-    dim: int
+    kind: FeatureKind
     pose_normalize: bool = True
 
     @property
+    def dim(self) -> int:
+        return self.kind.dim
+
+    @property
     def is_pose(self) -> bool:
-        return self.dim == pose.POSE_FEATURE_DIM
+        return self.kind.pose
 
     def __call__(self, raw: np.ndarray, where: str = "") -> np.ndarray:
         if not (self.is_pose and self.pose_normalize):
@@ -151,11 +156,14 @@ class ScanResult:
 
 
 
+Check = Callable[[Sample, np.ndarray], "tuple[str, str] | None"]  # a reason to leave a readable row out
+
+
 def scan(
     samples: Sequence[Sample],
     prep: Preprocessor,
     *,
-    check: Callable[[Sample, np.ndarray], tuple[str, str] | None] | None = None,
+    check: Check | None = None,
     stats: RunningStats | None = None,
     cache_bytes: int = 2 << 30,
     desc: str = "scanning features",
@@ -188,6 +196,38 @@ def scan(
             if total > cache_bytes:
                 arrays = None  # too big to hold: the dataset reads files on demand
     return ScanResult(kept, lengths, arrays, excluded)
+
+
+def scan_split(samples: Sequence[Sample], prep: Preprocessor, split: str, *, report: bool = True,
+               **options) -> ScanResult:
+    """:func:`scan` of one split's rows (``options`` as there), its exclusions reported in one
+    warning unless ``report`` is False (already done); a split with no usable row left is an error."""
+    result = scan(samples, prep, desc=f"scanning {split}", **options)
+    if report:
+        report_exclusions(result.excluded, split, len(samples))
+    if not result.samples:
+        raise SignlabError(f"no usable {split} rows left (see the warnings above for why each was excluded)")
+    return result
+
+
+def resolve_kind(samples: Sequence[Sample], configured: str) -> FeatureKind:
+    """The feature kind of these rows: ``configured`` unless it is ``auto``, else the kind the rows
+    declare (they must agree), else a guess from the width, logged so that it can be corrected."""
+    dim = infer_dim(samples)
+    declared = sorted({s.kind for s in samples if s.kind})
+    if len(declared) > 1:
+        raise SignlabError(f"the manifest rows declare different feature kinds ({', '.join(declared)}): "
+                           "one model reads one kind of features")
+    if configured != AUTO:
+        if declared and declared[0] != configured:
+            raise SignlabError(f"data.feature_kind is {configured} but the manifest declares {declared[0]}")
+        return feature_kind(configured, dim, "data.feature_kind")
+    if declared:
+        return feature_kind(declared[0], dim, f"the manifest's features ({samples[0].where})")
+    kind = guessed(dim)
+    log.info("features: %d values a frame and no feature_kind in the manifest, so read as %s; if they are not, "
+             "declare it (manifest column feature_kind, or --set data.feature_kind=custom-%d)", dim, kind.name, dim)
+    return kind
 
 
 def infer_dim(samples: Sequence[Sample]) -> int:

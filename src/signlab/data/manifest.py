@@ -25,7 +25,7 @@ from signlab.errors import SignlabError
 
 SPLITS = ("train", "dev", "test")
 PHOENIX_HEADER = ["name", "video", "start", "end", "speaker", "orth", "translation"]
-_CORE_COLUMNS = {"id", "split", "features", "feature_path", "glosses", "text", "signer"}
+_CORE_COLUMNS = {"id", "split", "features", "feature_path", "feature_kind", "glosses", "text", "signer"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Sample:
     glosses: tuple[str, ...] = ()
     text: str = ""
     signer: str = ""
+    kind: str = ""  # the feature kind the row declares (signlab.kinds), "" when it does not
     source: str = ""  # manifest file name
     row: int = 0  # line number in that file (the header is line 1)
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -105,6 +106,7 @@ def _parse_csv(path: Path, text: str, base: Path) -> list[Sample]:
                     glosses=tuple((row.get("glosses") or "").split()),
                     text=text.strip(),
                     signer=(row.get("signer") or "").strip(),
+                    kind=(row.get("feature_kind") or "").strip(),
                     source=path.name,
                     row=line,
                     extra=extra,

@@ -24,6 +24,7 @@ from rich.progress import track
 
 from signlab import pose
 from signlab.data.grammar import Grammar, Sentence
+from signlab.kinds import HOLISTIC
 
 # ----------------------------------------------------------------------------- hands
 
@@ -437,7 +438,8 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
         np.save(out / "features" / f"{clip_id}.npy", frames)
         sid = sentence_ids.setdefault(sentence, len(sentence_ids))
         rows.append({
-            "id": clip_id, "split": split, "features": f"features/{clip_id}.npy", "glosses": " ".join(sentence.glosses),
+            "id": clip_id, "split": split, "features": f"features/{clip_id}.npy", "feature_kind": HOLISTIC.name,
+            "glosses": " ".join(sentence.glosses),
             "text": sentence.text, "signer": f"signer{k:02d}", "sentence_id": sid, "category": _category(sentence),
         })
     manifest = out / "manifest.csv"

@@ -1,4 +1,5 @@
-"""Decoders for the CTC and attention heads, behind one entry point.
+"""Decoders for the CTC and attention heads, behind one entry point. Imports the leaf modules and
+:mod:`signlab.models` (the model interface and the Transformer decoder) only.
 
 ========== ================================================================================
 method     what it does

@@ -10,9 +10,9 @@ import numpy as np
 
 from signlab.config import ExtractConfig
 from signlab.errors import SignlabError
-from signlab.extract.i3d import I3D, I3DExtractor, window_times
+from signlab.extract.i3d import I3DExtractor, window_times
 from signlab.extract.video import VideoOptions, iter_frames, probe
-from signlab.pose import POSE_FEATURE_DIM
+from signlab.kinds import FeatureKind
 
 
 @dataclass
@@ -24,18 +24,23 @@ class VideoFeatures:
     seconds: float  # time taken to decode and extract
 
 
-def video_features(path: str | Path, input_dim: int, cfg: ExtractConfig, i3d_weights: str | Path | None = None) -> VideoFeatures:
-    """Decode ``path`` and extract pose (540) or I3D (1024) features; raises SignlabError."""
+def video_features(path: str | Path, kind: FeatureKind, cfg: ExtractConfig,
+                   i3d_weights: str | Path | None = None) -> VideoFeatures:
+    """Decode ``path`` and extract features of ``kind`` (pose/holistic-540 or i3d-1024), the way
+    ``cfg`` says; raises SignlabError."""
+    if kind.extractor is None:
+        raise SignlabError(f"this model reads {kind.name} features, which signlab does not extract from video: "
+                           "extract them yourself and use `signlab evaluate` or the Python API")
     started = time.perf_counter()
     fps = cfg.fps or probe(path).fps
-    if input_dim == POSE_FEATURE_DIM:
+    if kind.extractor == "pose":
         from signlab.extract.holistic import HolisticExtractor
 
         decoded = iter_frames(path, VideoOptions(fps=cfg.fps), truncated="warn")
         features = HolisticExtractor(cfg.model_complexity).landmarks(decoded).features()
         times = np.arange(len(features)) / fps
         frames = len(features)
-    elif input_dim == I3D.FEATURE_DIM:
+    else:
         weights = i3d_weights or cfg.i3d_weights
         if weights is None:
             raise SignlabError("this model reads I3D features: pass --i3d-weights (the checkpoint its training "
@@ -44,7 +49,4 @@ def video_features(path: str | Path, input_dim: int, cfg: ExtractConfig, i3d_wei
         features = I3DExtractor(weights, stack_size=cfg.stack_size, step_size=cfg.step_size).extract(clip)
         times = window_times(len(clip), cfg.stack_size, cfg.step_size, fps)
         frames = len(clip)
-    else:
-        raise SignlabError(f"signlab extracts 540-dim pose or 1024-dim I3D features; this model reads {input_dim}-dim "
-                           "features, so extract them yourself and use `signlab evaluate` or the Python API")
     return VideoFeatures(features, times, frames, fps, time.perf_counter() - started)

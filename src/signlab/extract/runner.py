@@ -40,6 +40,7 @@ from signlab.extract.video import (
     iter_frames,
     probe,
 )
+from signlab.kinds import HOLISTIC, I3D
 from signlab.pose import part_mask
 
 
@@ -209,7 +210,8 @@ def write_manifest(job: ExtractionJob, outcomes: Sequence[Outcome]) -> Path:
         if o.status == "failed":
             continue
         row = {"id": o.output.relative_to(job.out).with_suffix("").as_posix(), "video_file": str(o.video),
-               "feature_path": o.output.relative_to(job.out).as_posix()}
+               "feature_path": o.output.relative_to(job.out).as_posix(),
+               "feature_kind": (HOLISTIC if job.kind == "pose" else I3D).name}
         if job.kind == "pose":
             row["mask_path"] = mask_path(o.output).relative_to(job.out).as_posix()
         row["fps"] = job.video.fps or ""

@@ -19,6 +19,7 @@ from signlab.atomic import load_json, write_bytes, write_json
 from signlab.config import Config, RootConfig, parse_config, read_yaml_mapping
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
+from signlab.kinds import declared
 from signlab.models import build_recognizer
 from signlab.vocab import Vocabulary
 
@@ -128,6 +129,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     stats = FeatureStats.load(path / "stats.npz")
     if config.model.input_dim != stats.dim:
         raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
-    model = build_recognizer(config.model, stats.dim, len(vocab), stats)
+    model = build_recognizer(config.model, stats.dim, len(vocab), stats, declared(config.data.feature_kind, stats.dim).pose)
     load_weights(model, path, device, len(vocab))
     return Bundle(config, vocab, stats, model.to(device).eval(), read_metrics(path))

@@ -26,7 +26,7 @@ def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequ
     rows = []
     for clip, emb, seq, truth in zip(clips, embs, seqs, truths):
         cands = engine.rank(emb, seq)
-        p = engine.decide(cands, emb, pose.mean_motion(clip), threshold=-1.0, margin=0.0)
+        p = engine.decide(cands, emb, pose.mean_motion(clip, engine.prep.is_pose), threshold=-1.0, margin=0.0)
         rows.append((cands[0].similarity, p.margin, p.reason != "prototype_disagreement", p.sentence == truth))
     return choose_thresholds(*(np.array(x) for x in zip(*rows)), target_precision=target_precision)
 

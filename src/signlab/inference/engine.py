@@ -38,6 +38,7 @@ from signlab.inference.bundle import (
     read_metrics,
 )
 from signlab.inference.decision import Candidate, Prediction
+from signlab.kinds import declared
 from signlab.models.sentence import SignTranslationModel
 from signlab.vocab import Vocabulary
 
@@ -83,7 +84,7 @@ class InferenceEngine:
 
     def predict_clip(self, clip: np.ndarray, topk: int = 5) -> Prediction:
         """Decide on one preprocessed clip."""
-        return self.decide(*self.score(clip, topk), motion=pose.mean_motion(clip))
+        return self.decide(*self.score(clip, topk), motion=pose.mean_motion(clip, self.prep.is_pose))
 
     def encode(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and DTW sequences of preprocessed clips, resampled as the bank's were."""
@@ -114,7 +115,7 @@ class SentenceBundle:
 
     @property
     def prep(self) -> Preprocessor:
-        return Preprocessor(self.stats.dim, self.config.data.pose_normalization)
+        return Preprocessor(declared(self.config.data.feature_kind, self.stats.dim), self.config.data.pose_normalization)
 
 
 def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundle:
@@ -124,7 +125,7 @@ def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundl
     check_bundle_files(path, SENTENCE_BUNDLE_FILES, "sentence model")
     config = read_bundle_config(path, SentenceConfig)
     vocab, stats = Vocabulary.load(path / "vocab.json"), FeatureStats.load(path / "stats.npz")
-    model = SignTranslationModel(stats.dim, len(vocab), config.model)
+    model = SignTranslationModel(stats.dim, len(vocab), config.model, declared(config.data.feature_kind, stats.dim).pose)
     load_weights(model, path, device, len(vocab))
     model.frontend.normalize.set_stats(stats.mean, stats.std)
     return SentenceBundle(config, vocab, stats, model.to(device).eval(), EmbeddingBank.load(path / "bank.npz"),

@@ -19,14 +19,14 @@ from signlab.data.features import (
     Preprocessor,
     ScanResult,
     check_features,
-    report_exclusions,
-    scan,
+    scan_split,
 )
 from signlab.data.manifest import Sample, read_manifests
 from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
+from signlab.kinds import declared
 from signlab.metrics import (
     WERResult,
     blank_counts,
@@ -52,7 +52,7 @@ class Recognizer:
         self.bundle, self.device = bundle, torch.device(device)
         self.config, self.vocab = bundle.config, bundle.vocab
         self.model = bundle.model.to(self.device).eval()
-        self.prep = Preprocessor(bundle.stats.dim, self.config.data.pose_normalization)
+        self.prep = Preprocessor(declared(self.config.data.feature_kind, bundle.stats.dim), self.config.data.pose_normalization)
         self.decoding = decoding_options(self.config, **decoding)
 
     @classmethod
@@ -202,7 +202,7 @@ def compare_decoders(recognizer: Recognizer, samples: Sequence[Sample] | ScanRes
     (as for :func:`evaluate_samples`), reading and encoding every clip once. A CTC-only model gets
     the CTC decoders only."""
     decoders = decoders or COMPARED_DECODERS
-    if getattr(recognizer.model, "decoder", None) is None:
+    if recognizer.model.decoder is None:
         decoders = {k: v for k, v in decoders.items() if v["method"] in CTC_METHODS}
     options = [decoding_options(recognizer.config, **v) for v in decoders.values()]
     result = samples if isinstance(samples, ScanResult) else scan_for_wer(recognizer, samples, split)
@@ -224,13 +224,8 @@ def scan_for_wer(recognizer: Recognizer, samples: Sequence[Sample], split: str, 
     def check(sample, features):
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
-    result = scan(samples, recognizer.prep, check=check, cache_bytes=int(recognizer.config.data.cache_gb * 2**30),
-                  desc=f"scanning {split}")
-    if report:
-        report_exclusions(result.excluded, split, len(samples))
-    if not result.samples:
-        raise SignlabError(f"no usable {split} rows left to evaluate (see the warnings above)")
-    return result
+    return scan_split(samples, recognizer.prep, split, report=report, check=check,
+                      cache_bytes=int(recognizer.config.data.cache_gb * 2**30))
 
 
 def _score(result: ScanResult, hyps: dict[str, str], cleanup: bool) -> tuple[list[str], list[str], WERResult]:

@@ -14,11 +14,10 @@ import torch
 from signlab import pose
 from signlab.atomic import write_json
 from signlab.data.dataset import pad_clips
-from signlab.data.features import report_exclusions, scan
+from signlab.data.features import scan_split
 from signlab.data.manifest import Sample
 from signlab.data.sentence import even_odd, sentence_key, variations
 from signlab.decoding.beam import beam_search
-from signlab.errors import SignlabError
 from signlab.inference.bank import encode_clips
 from signlab.inference.engine import InferenceEngine, SentenceBundle
 from signlab.metrics import alignment_metrics, bleu, retrieval_metrics, word_error_rate
@@ -47,11 +46,7 @@ def normalised(text: str) -> str:
 def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, samples: Sequence[Sample], split: str,
                               output: str | Path | None = None) -> dict[str, Any]:
     prep, cfg = bundle.prep, bundle.config
-    result = scan(samples, prep, check=lambda s, x: None if s.text else ("no_text", f"{s.where}: no text"),
-                  desc=f"scanning {split}")
-    report_exclusions(result.excluded, split, len(samples))
-    if not result.samples:
-        raise SignlabError(f"no usable {split} rows to evaluate")
+    result = scan_split(samples, prep, split, check=lambda s, x: None if s.text else ("no_text", f"{s.where}: no text"))
     clips = result.all_features(prep)
     truths = [sentence_key(s) for s in result.samples]
     keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}
@@ -62,7 +57,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     alignment = alignment_metrics(a, b)
-    preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c)) for c, e, q in zip(clips, emb, seqs)]
+    preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c, prep.is_pose)) for c, e, q in zip(clips, emb, seqs)]
     accepted = [p.sentence == t for p, t in zip(preds, truths) if p.accepted]
     decisions = {
         "engine_top1": float(np.mean([p.sentence == t for p, t in zip(preds, truths)])),

@@ -18,29 +18,18 @@ __all__ = ["HybridCTCAttentionModel", "TCNCTCModel", "auto_subsampling", "build_
            "subsampled_lengths"]
 
 
-def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: Stats | None = None) -> nn.Module:
-    """The gloss recogniser named by ``cfg.type``, standardising with ``stats`` when given."""
-    model = _build(cfg, input_dim, vocab_size)
+def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: Stats | None = None,
+                     pose_layout: bool = False) -> nn.Module:
+    """The gloss recogniser named by ``cfg.type``, standardising with ``stats`` when given;
+    ``pose_layout``: the input is pose/holistic-540 (:mod:`signlab.kinds`)."""
+    sub = auto_subsampling(pose_layout) if cfg.subsampling == "auto" else cfg.subsampling
+    if cfg.type == "tcn":
+        model: nn.Module = TCNCTCModel(input_dim, vocab_size, cfg.d_model, cfg.num_encoder_layers, cfg.tcn_kernel_size,
+                                       cfg.dropout, sub, pose_layout)
+    else:
+        model = HybridCTCAttentionModel(input_dim, vocab_size, cfg.d_model, cfg.nhead, cfg.num_encoder_layers,
+                                        cfg.num_decoder_layers, cfg.dim_feedforward, cfg.dropout, sub,
+                                        pose_layout=pose_layout)
     if stats is not None:
         model.frontend.normalize.set_stats(stats.mean, stats.std)
     return model
-
-
-def _build(cfg: ModelConfig, input_dim: int, vocab_size: int) -> nn.Module:
-    if cfg.subsampling == "auto":
-        cfg = cfg.model_copy(update={"subsampling": auto_subsampling(input_dim)})
-    if cfg.type == "tcn":
-        return TCNCTCModel(
-            input_dim, vocab_size, cfg.d_model, cfg.num_encoder_layers, cfg.tcn_kernel_size, cfg.dropout, cfg.subsampling
-        )
-    return HybridCTCAttentionModel(
-        input_dim,
-        vocab_size,
-        cfg.d_model,
-        cfg.nhead,
-        cfg.num_encoder_layers,
-        cfg.num_decoder_layers,
-        cfg.dim_feedforward,
-        cfg.dropout,
-        cfg.subsampling,
-    )

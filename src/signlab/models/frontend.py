@@ -30,24 +30,24 @@ def subsampled_lengths(lengths: Tensor | int, factor: int):
     return lengths
 
 
-def auto_subsampling(input_dim: int) -> int:
+def auto_subsampling(pose_layout: bool) -> int:
     """``model.subsampling: auto``: 4 for 25 fps pose (about 3.5 encoder steps a sign), 1 for window features."""
-    return 4 if input_dim == pose.POSE_FEATURE_DIM else 1
+    return 4 if pose_layout else 1
 
 
 class FeatureNormalizer(nn.Module):
     """``(x - mean) / std`` with the train split's statistics (see :class:`FeatureStats`).
 
-    For the 540-dim pose layout, values of landmarks that are missing in a frame (all zeros)
-    stay zero, as do padded frames. The statistics are set from the bundle's ``stats.npz`` and are
-    not part of the weights file.
+    With ``pose_layout`` (features of kind pose/holistic-540), values of landmarks that are missing
+    in a frame (all zeros) stay zero, as do padded frames. The statistics are set from the bundle's
+    ``stats.npz`` and are not part of the weights file.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, pose_layout: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim), persistent=False)
         self.register_buffer("std", torch.ones(dim), persistent=False)
-        self.is_pose = dim == pose.POSE_FEATURE_DIM
+        self.is_pose = pose_layout
         if self.is_pose:
             self.register_buffer("xyz", torch.from_numpy(pose.XYZ_COLUMNS.ravel()), persistent=False)
             self.register_buffer("value_point", torch.from_numpy(pose.VALUE_POINT), persistent=False)
@@ -94,9 +94,9 @@ class ConvSubsampling(nn.Module):
 class FrontEnd(nn.Module):
     """Raw features (B, T, D) and lengths -> (B, T', d_model), lengths, padding mask."""
 
-    def __init__(self, input_dim: int, d_model: int, dropout: float, subsampling: int = 1):
+    def __init__(self, input_dim: int, d_model: int, dropout: float, subsampling: int = 1, pose_layout: bool = False):
         super().__init__()
-        self.normalize = FeatureNormalizer(input_dim)
+        self.normalize = FeatureNormalizer(input_dim, pose_layout)
         self.project = InputProjection(input_dim, d_model, dropout)
         self.subsample = ConvSubsampling(d_model, subsampling)
 

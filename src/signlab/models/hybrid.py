@@ -34,10 +34,11 @@ class HybridCTCAttentionModel(nn.Module):
         dropout: float = 0.1,
         subsampling: int = 1,
         max_len: int = 4096,
+        pose_layout: bool = False,
     ):
         super().__init__()
         self.subsampling = subsampling
-        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling)
+        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout)
         self.pos = PositionalEncoding(d_model, dropout, max_len)
         self.encoder = TransformerEncoder(d_model, nhead, num_encoder_layers, dim_feedforward, dropout)
         self.ctc_head = nn.Linear(d_model, vocab_size)

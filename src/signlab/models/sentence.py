@@ -37,10 +37,11 @@ class SentenceEncoding:
 
 
 class SignTranslationModel(nn.Module):
-    def __init__(self, input_dim: int, vocab_size: int, cfg: SentenceModelConfig = SentenceModelConfig()):
+    def __init__(self, input_dim: int, vocab_size: int, cfg: SentenceModelConfig = SentenceModelConfig(),
+                 pose_layout: bool = False):
         super().__init__()
-        sub = auto_subsampling(input_dim) if cfg.subsampling == "auto" else cfg.subsampling
-        self.frontend = FrontEnd(input_dim, cfg.proj_dim, cfg.encoder_dropout, sub)
+        sub = auto_subsampling(pose_layout) if cfg.subsampling == "auto" else cfg.subsampling
+        self.frontend = FrontEnd(input_dim, cfg.proj_dim, cfg.encoder_dropout, sub, pose_layout)
         self.subsampling = sub
         self.to_model = nn.Linear(cfg.proj_dim, cfg.embed_dim)
         self.pos = PositionalEncoding(cfg.embed_dim, cfg.encoder_dropout)

@@ -14,16 +14,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from signlab.config import Config, DecodingConfig, decoding_options, parse_config
-from signlab.data.augment import AugmentedDataset
+from signlab.data.augment import AugmentedDataset, recipe
 from signlab.data.augment.mixing import BatchMix
 from signlab.data.dataset import (
     GlossDataset,
     LengthBucketBatchSampler,
     hybrid_collate_fn,
 )
-from signlab.data.features import Preprocessor, ScanResult, report_exclusions, scan
+from signlab.data.features import ScanResult
 from signlab.data.manifest import Sample
-from signlab.data.stats import FeatureStats, RunningStats
+from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_greedy_decode
 from signlab.errors import SignlabError
@@ -44,8 +44,10 @@ from signlab.training.callbacks import TopCheckpoints, average_checkpoints
 from signlab.training.task import (
     PreparedData,
     Task,
+    config_kind,
     configure_optimizers,
     resolve_for_data,
+    scan_train_dev,
 )
 from signlab.vocab import Vocabulary
 
@@ -76,8 +78,6 @@ def prepare_gloss_data(
                 "best checkpoint and stop early"
             )
     cfg = resolve_for_data(cfg, by_split["train"])
-    dim = cfg.model.input_dim
-    prep = Preprocessor(dim, cfg.data.pose_normalization)
     factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
 
     def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
@@ -92,14 +92,7 @@ def prepare_gloss_data(
             )
         return None
 
-    running = RunningStats(dim) if stats is None else None
-    cache = int(cfg.data.cache_gb * 2**30)
-    splits = {"train": scan(by_split["train"], prep, check=check, stats=running, cache_bytes=cache, desc="scanning train")}
-    splits["dev"] = scan(by_split["dev"], prep, check=check, cache_bytes=cache, desc="scanning dev")
-    for split, result in splits.items():
-        report_exclusions(result.excluded, split, len(by_split[split]))
-        if not result.samples:
-            raise SignlabError(f"no usable {split} rows left (see the warnings above for why each was excluded)")
+    prep, splits, stats = scan_train_dev(by_split, cfg, check, stats)
     if vocab is None:
         vocab = Vocabulary.build((s.glosses for s in splits["train"].samples), cfg.data.min_gloss_count)
     unknown = vocab.unknown(g for s in splits["dev"].samples for g in s.glosses)
@@ -108,7 +101,7 @@ def prepare_gloss_data(
             "dev: %d gloss types never occur in train (e.g. %s); the model cannot output them, so they count "
             "as errors in dev WER", len(unknown), ", ".join(sorted(unknown)[:5]),
         )
-    return PreparedData(cfg, prep, stats or running.finalize(), vocab, splits)
+    return PreparedData(cfg, prep, stats, vocab, splits)
 
 
 class GlossDataModule(L.LightningDataModule):
@@ -131,7 +124,7 @@ class GlossDataModule(L.LightningDataModule):
             def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
                 return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
 
-            ds = AugmentedDataset(ds, config=self.cfg.augmentation, seed=t.seed, usable=usable)
+            ds = AugmentedDataset(ds, recipe(d.prep.is_pose, self.cfg.augmentation), seed=t.seed, usable=usable)
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = LengthBucketBatchSampler(
             lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank, pad_replicas=train,
@@ -173,7 +166,7 @@ class GlossRecognitionModule(L.LightningModule):
         self.save_hyperparameters(ignore=["stats"])  # the statistics live in RUN/stats.npz
         self.cfg: Config = parse_config(config)
         self.vocab = Vocabulary(vocab_tokens)
-        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats)
+        self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats, config_kind(self.cfg).pose)
         m = self.cfg.model
         self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
         self.hybrid = m.type == "hybrid"

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from signlab import pose
 from signlab.config import SentenceConfig, parse_config
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
-from signlab.data.features import Preprocessor, report_exclusions, scan
+from signlab.data.features import scan, scan_split
 from signlab.data.manifest import Sample, read_manifests
 from signlab.data.sentence import (
     ClassBalancedSampler,
@@ -35,7 +35,7 @@ from signlab.data.sentence import (
     split_by_signer,
     variations,
 )
-from signlab.data.stats import FeatureStats, RunningStats
+from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.inference.bank import TorchEncoder, build_bank
 from signlab.inference.bundle import save_bundle
@@ -53,8 +53,10 @@ from signlab.report import SENTENCE_PANELS
 from signlab.training.task import (
     PreparedData,
     Task,
+    config_kind,
     configure_optimizers,
     resolve_for_data,
+    scan_train_dev,
 )
 from signlab.vocab import PAD, Vocabulary, tokenize_words
 
@@ -90,25 +92,17 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     if not train_rows:
         raise SignlabError("no training rows")
     cfg = resolve_for_data(cfg, train_rows)
-    dim = cfg.model.input_dim
-    prep = Preprocessor(dim, cfg.data.pose_normalization)
+    pose_layout = config_kind(cfg).pose
 
     def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
         if not sample.text:
             return "no_text", f"{sample.where}: the text / sentence column is empty"
-        motion = pose.mean_motion(features) if cfg.data.motion_floor else None
+        motion = pose.mean_motion(features, pose_layout) if cfg.data.motion_floor else None
         if motion is not None and motion < cfg.data.motion_floor:
             return "low_motion", f"{sample.where}: mean motion {motion:.2e} < {cfg.data.motion_floor:.2e}"
         return None
 
-    running = RunningStats(dim) if stats is None else None
-    cache = int(cfg.data.cache_gb * 2**30)
-    splits = {"train": scan(train_rows, prep, check=check, stats=running, cache_bytes=cache, desc="scanning train"),
-              "dev": scan(dev_rows, prep, check=check, cache_bytes=cache, desc="scanning dev")}
-    for name, rows in (("train", train_rows), ("dev", dev_rows)):
-        report_exclusions(splits[name].excluded, name, len(rows))
-        if not splits[name].samples:
-            raise SignlabError(f"no usable {name} rows left (see the warnings above)")
+    prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, check, stats)
     if vocab is None:
         vocab = Vocabulary.build(tokenize_words(t) for s in splits["train"].samples for t in variations(s))
     labels = {k: i for i, k in enumerate(sorted({sentence_key(s) for s in samples}))}
@@ -121,15 +115,15 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
                            "clips; give dev clips of training sentences (e.g. --set data.split=signer) or more dev clips")
     log.info("sentences: %d in train, %d in dev (%d dev clips of training sentences)", len(train_keys), len(set(dev_keys)),
              known)
-    return SentenceData(cfg, prep, stats or running.finalize(), vocab, splits, labels, dev_against_train=known > 0)
+    return SentenceData(cfg, prep, stats, vocab, splits, labels, dev_against_train=known > 0)
 
 
-def view_transforms(cfg: SentenceConfig, dim: int) -> tuple[Compose, Compose]:
+def view_transforms(cfg: SentenceConfig, pose_layout: bool) -> tuple[Compose, Compose]:
     """Two different augmentations for the two views, as in the seed: view A gets timing and
     noise, view B timing and geometry (rotation, scale, shear, translation)."""
     if not cfg.data.augmentation:
         return Compose([]), Compose([])
-    if dim != pose.POSE_FEATURE_DIM:
+    if not pose_layout:
         options = cfg.augmentation.features.model_dump()
         return FeatureAugmentation(**options), FeatureAugmentation(**options)
     o = cfg.augmentation.pose.model_dump()
@@ -148,7 +142,7 @@ class SentenceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         d, t = self.data, self.data.config.training
-        ds = self._dataset("train", view_transforms(d.config, d.prep.dim))
+        ds = self._dataset("train", view_transforms(d.config, d.prep.is_pose))
         labels = [d.labels[sentence_key(s)] for s in ds.samples]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = ClassBalancedSampler(labels, t.batch_size, d.config.data.instances_per_class, t.seed, world, rank,
@@ -174,7 +168,7 @@ class SentenceModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["stats"])
         self.cfg: SentenceConfig = parse_config(config, schema=SentenceConfig)
-        self.model = SignTranslationModel(input_dim, len(vocab_tokens), self.cfg.model)
+        self.model = SignTranslationModel(input_dim, len(vocab_tokens), self.cfg.model, config_kind(self.cfg).pose)
         self.model.frontend.normalize.set_stats(stats.mean, stats.std)
         self.supcon = SupConLoss(self.cfg.loss.temperature)
         self.ce = torch.nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=self.cfg.loss.label_smoothing)
@@ -283,8 +277,7 @@ def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[s
     def check(s: Sample, x: np.ndarray):
         return None if s.text else ("no_text", f"{s.where}: no text")
 
-    result = scan(rows, prep, check=check, desc="indexing")
-    report_exclusions(result.excluded, "index", len(rows))
+    result = scan_split(rows, prep, "index", check=check)
     encoder = TorchEncoder(bundle.model)
     bank = build_bank(encoder, result, prep, cfg, bundle.model.subsampling)
     protos = bank.prototypes(cfg.engine.prototype_min_clips)

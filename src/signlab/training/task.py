@@ -23,10 +23,18 @@ import torch
 
 from signlab.atomic import write_text
 from signlab.config import Config, RootConfig, SentenceConfig, TrainingConfig
-from signlab.data.features import Exclusion, Preprocessor, ScanResult, infer_dim
+from signlab.data.features import (
+    Check,
+    Exclusion,
+    Preprocessor,
+    ScanResult,
+    resolve_kind,
+    scan_split,
+)
 from signlab.data.manifest import Sample
-from signlab.data.stats import FeatureStats
+from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
+from signlab.kinds import FeatureKind, declared
 from signlab.models import auto_subsampling
 from signlab.vocab import Vocabulary
 
@@ -86,19 +94,39 @@ class Task(ABC):
 
 
 def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
-    """A copy of ``cfg`` with ``model.input_dim`` (checked against the features when set) and
-    ``model.subsampling: auto`` (4 for the 540-dim pose layout, 1 otherwise) filled in."""
-    found = infer_dim(samples)
+    """A copy of ``cfg`` with ``data.feature_kind`` (:func:`~signlab.data.features.resolve_kind`),
+    ``model.input_dim`` (checked against the features when set) and ``model.subsampling: auto``
+    (4 for pose/holistic-540, 1 otherwise) filled in."""
+    kind = resolve_kind(samples, cfg.data.feature_kind)
+    found = kind.dim
     if cfg.model.input_dim is not None and cfg.model.input_dim != found:
         raise SignlabError(
             f"the features have {found} dims per frame but model.input_dim is {cfg.model.input_dim}: "
             f"pass --set model.input_dim={found} (or null to take it from the data)"
         )
     cfg = cfg.model_copy(deep=True)
-    cfg.model.input_dim = found
+    cfg.model.input_dim, cfg.data.feature_kind = found, kind.name
     if cfg.model.subsampling == "auto":
-        cfg.model.subsampling = auto_subsampling(found)
+        cfg.model.subsampling = auto_subsampling(kind.pose)
     return cfg
+
+
+def config_kind(cfg: RootConfig) -> FeatureKind:
+    """The feature kind a resolved config reads."""
+    return declared(cfg.data.feature_kind, cfg.model.input_dim)
+
+
+def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Check,
+                   stats: FeatureStats | None) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
+    """The train and dev rows of a resolved config scanned once with ``check`` (exclusions reported,
+    an empty split an error): the kind's preprocessor, the splits, and the feature statistics
+    (from train, unless given)."""
+    prep = Preprocessor(config_kind(cfg), cfg.data.pose_normalization)
+    running = RunningStats(prep.dim) if stats is None else None
+    cache = int(cfg.data.cache_gb * 2**30)
+    splits = {name: scan_split(r, prep, name, check=check, stats=running if name == "train" else None, cache_bytes=cache)
+              for name, r in rows.items()}
+    return prep, splits, stats or running.finalize()
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool = True):

@@ -40,7 +40,6 @@ from signlab.data.augment.temporal import (
     TimeWarp,
     resample,
 )
-from signlab.pose import POSE_FEATURE_DIM
 
 __all__ = [
     "Augmentation",
@@ -64,32 +63,26 @@ __all__ = [
     "TemporalFeatureMask",
     "TemporalMask",
     "TimeWarp",
-    "for_input",
+    "recipe",
     "resample",
 ]
 
 
-def for_input(x: np.ndarray, cfg: AugmentationConfig = AugmentationConfig(), mode: str = "train") -> Augmentation:
-    """The recipe for this kind of input: 540-dim pose, or other features."""
-    if mode != "train":
-        return Compose([])
-    if x.ndim == 2 and x.shape[1] == POSE_FEATURE_DIM:
-        return PoseAugmentation(**cfg.pose.model_dump())
-    return FeatureAugmentation(mode, **cfg.features.model_dump())
+def recipe(pose_layout: bool, cfg: AugmentationConfig = AugmentationConfig()) -> Augmentation:
+    """The training recipe for a kind of features: pose/holistic-540 (``pose_layout``), or any other."""
+    return PoseAugmentation(**cfg.pose.model_dump()) if pose_layout else FeatureAugmentation(**cfg.features.model_dump())
 
 
 class AugmentedDataset(Dataset):
-    """Wraps a dataset of dicts and augments each item's ``features``.
+    """Wraps a dataset of dicts and augments each item's ``features`` with ``transform``.
 
-    The transform is ``transform`` if given, else picked by input type (:func:`for_input`).
     ``usable(index, frames)`` may veto an augmented clip (e.g. sped up too far for its CTC
     targets); the item is then returned as it is.
     """
 
-    def __init__(self, base: Dataset, transform: Augmentation | None = None, *, config: AugmentationConfig | None = None,
-                 mode: str = "train", seed: int = 0, usable: Callable[[int, int], bool] | None = None):
-        self.base, self.transform, self.config, self.mode = base, transform, config or AugmentationConfig(), mode
-        self.seed, self.usable, self.epoch = seed, usable, 0
+    def __init__(self, base: Dataset, transform: Augmentation, *, seed: int = 0,
+                 usable: Callable[[int, int], bool] | None = None):
+        self.base, self.transform, self.seed, self.usable, self.epoch = base, transform, seed, usable, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,8 +96,6 @@ class AugmentedDataset(Dataset):
         item = dict(self.base[index])
         x = item["features"]
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        if self.transform is None:
-            self.transform = for_input(arr, self.config, self.mode)
         out = self.transform(arr, np.random.default_rng([self.seed, self.epoch, index]))
         if out is not arr and (self.usable is None or self.usable(index, len(out))):
             item["features"] = torch.from_numpy(np.ascontiguousarray(out)) if isinstance(x, torch.Tensor) else out
