@@ -43,12 +43,6 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> WER
     return WERResult(100.0 * errors / max(ref_words, 1), out.substitutions, out.deletions, out.insertions, out.hits, ref_words, len(references))
 
 
-def edit_counts(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
-    """(errors, reference words): what distributed validation sums across processes."""
-    r = word_error_rate(references, hypotheses)
-    return r.sub + r.dele + r.ins, r.ref_words
-
-
 def blank_counts(ctc_logits: Tensor, lengths: Tensor) -> tuple[int, int]:
     """(frames whose best CTC label is blank, valid frames): the CTC-collapse indicator."""
     valid = torch.arange(ctc_logits.size(1), device=lengths.device)[None] < lengths[:, None]

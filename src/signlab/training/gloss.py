@@ -12,6 +12,8 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MeanMetric
+from torchmetrics.text import WordErrorRate
 
 from signlab.config import Config, DecodingConfig, decoding_options, parse_config
 from signlab.data.augment import AugmentedDataset, recipe
@@ -36,7 +38,7 @@ from signlab.inference.recognizer import (
     scan_for_wer,
 )
 from signlab.losses import JointCTCAttentionLoss
-from signlab.metrics import blank_counts, edit_counts
+from signlab.metrics import blank_counts
 from signlab.models import build_recognizer, subsampled_lengths
 from signlab.models.interface import Encoded, RecognizerOutput
 from signlab.report import PANELS
@@ -49,7 +51,7 @@ from signlab.training.task import (
     resolve_for_data,
     scan_train_dev,
 )
-from signlab.vocab import Vocabulary
+from signlab.vocab import BLANK, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +175,8 @@ class GlossRecognitionModule(L.LightningModule):
         self.decoding = selection_decoding(self.cfg)
         mix = self.cfg.augmentation.mix
         self.mix = BatchMix(mix.mixup, mix.cutmix, mix.alpha) if self.cfg.data.augmentation and mix.mixup + mix.cutmix else None
-        # summed over the dev set, then over processes: errors/words per decoder, blanks/frames
-        self.register_buffer("dev_counts", torch.zeros(6, dtype=torch.float64), persistent=False)
+        # over the dev set and every process: WER of the selection decoder and of greedy CTC, blank ratio
+        self.dev_wer, self.dev_wer_ctc, self.dev_blank = WordErrorRate(), WordErrorRate(), MeanMetric()
 
     def _step(self, batch: dict, mix: BatchMix | None = None) -> tuple[dict[str, torch.Tensor], Encoded, RecognizerOutput]:
         """Joint loss of a batch; with ``mix``, of a mixed batch against both target sets."""
@@ -211,20 +213,19 @@ class GlossRecognitionModule(L.LightningModule):
         self.log("dev_loss", losses["loss"], batch_size=len(batch["ids"]), sync_dist=True)
         hyps, _ = decode_batch(self.model, batch["features"], batch["lengths"], self.decoding, enc=enc)
         ctc_hyps = hyps if self.decoding.method == "ctc_greedy" else ctc_greedy_decode(out.ctc_logits, out.lengths)
-        refs = batch["glosses"]
-        counts = [*edit_counts(refs, self._text(hyps)), *edit_counts(refs, self._text(ctc_hyps)),
-                  *blank_counts(out.ctc_logits, out.lengths)]
-        self.dev_counts += torch.tensor(counts, dtype=torch.float64, device=self.device)
+        self.dev_wer.update(self._text(hyps), batch["glosses"])
+        self.dev_wer_ctc.update(self._text(ctc_hyps), batch["glosses"])
+        valid = torch.arange(out.ctc_logits.size(1), device=self.device)[None] < out.lengths[:, None]
+        self.dev_blank.update((out.ctc_logits.argmax(-1) == BLANK)[valid].double())
 
     def _text(self, hyps: list[list[int]]) -> list[str]:
         return [" ".join(self.vocab.decode(h)) for h in hyps]
 
     def on_validation_epoch_end(self) -> None:
-        errors, words, ctc_errors, ctc_words, blanks, frames = self.trainer.strategy.reduce(
-            self.dev_counts, reduce_op="sum"
-        ).tolist()
-        self.dev_counts.zero_()
-        wer, ctc_wer, ratio = 100 * errors / max(words, 1), 100 * ctc_errors / max(ctc_words, 1), blanks / max(frames, 1)
+        wer, ctc_wer = (100 * float(m.compute()) for m in (self.dev_wer, self.dev_wer_ctc))
+        ratio = float(self.dev_blank.compute())
+        for m in (self.dev_wer, self.dev_wer_ctc, self.dev_blank):
+            m.reset()
         if self.cfg.decoding.choose_on_dev:
             self.log(f"dev_wer_{self.decoding.method}", wer, sync_dist=True)
         # already summed over processes: sync_dist only averages identical values
