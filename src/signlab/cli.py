@@ -383,6 +383,44 @@ def _print_prediction(name: str, p) -> None:
         out.print(f"  {c.rank}. {c.similarity:.3f} (cosine {c.cosine:.3f}{dtw}) {c.text}")
 
 
+@app.command()
+def serve(
+    runs: Annotated[list[Path], typer.Argument(help="bundles to serve (gloss or sentence); each is named by its folder")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    backend: Backend = "torch",
+    api_key_file: Annotated[Path | None, typer.Option(help="file holding the API key clients send as a bearer token")] = None,
+    max_batch: Annotated[int, typer.Option(help="most clips run as one model call")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="longest wait for more clips to fill a batch")] = 10.0,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body")] = 32.0,
+    max_frames: Annotated[int, typer.Option(help="longest clip, in frames")] = 3000,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Serve bundles over HTTP: POST /v1/models/NAME:predict, GET /v1/models, /metrics, /healthz,
+    /readyz; OpenAPI docs at /docs. SIGTERM lets requests in flight finish."""
+    import uvicorn
+
+    from signlab.inference.predictor import load_predictor
+    from signlab.service import Limits, create_app
+
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):
+        raise SignlabError(f"two bundles share a folder name ({', '.join(names)}): a model is named by its folder")
+    key = None
+    if api_key_file is not None:
+        try:
+            key = api_key_file.read_text().strip()
+        except OSError as exc:
+            raise SignlabError(f"cannot read the API key file {api_key_file}: {exc.strerror or exc}") from None
+        if not key:
+            raise SignlabError(f"the API key file {api_key_file} is empty")
+    predictors = [load_predictor(r, device=device, backend=backend) for r in runs]
+    limits = Limits(int(max_body_mb * 2**20), max_frames, max_batch, max_wait_ms)
+    console.print(f"serving {', '.join(f'{p.name} ({p.task}, {p.kind.name})' for p in predictors)} on http://{host}:{port}")
+    uvicorn.run(create_app(predictors, key, limits), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=30)
+
+
 def _gloss_line(r: dict) -> str:
     return (f"WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, n {r['n']}), "
             f"blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")

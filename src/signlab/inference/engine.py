@@ -73,18 +73,28 @@ class InferenceEngine:
         """Decide on one raw clip (T, D) as the extractor wrote it. Features that are not (T, D)
         finite numbers are a :class:`FeatureError` naming ``where``; a clip in which no signer
         is seen is rejected as ``no_signer``."""
+        clip = self.prepare(features, where)
+        return Prediction(False, "no_signer", None, None, 0.0, 0.0) if clip is None else self.predict_clips([clip], topk)[0]
+
+    def prepare(self, features: np.ndarray, where: str = "query") -> np.ndarray | None:
+        """A raw clip checked and preprocessed; None when no signer is seen in it."""
         raw = check_features(features, where, self.prep.dim)
         try:
-            clip = self.prep(raw, where)
+            return self.prep(raw, where)
         except FeatureError as exc:
             if exc.kind != "no_body":
                 raise
-            return Prediction(False, "no_signer", None, None, 0.0, 0.0)
-        return self.predict_clip(clip, topk)
+            return None
 
     def predict_clip(self, clip: np.ndarray, topk: int = 5) -> Prediction:
         """Decide on one preprocessed clip."""
-        return self.decide(*self.score(clip, topk), motion=pose.mean_motion(clip, self.prep.is_pose))
+        return self.predict_clips([clip], topk)[0]
+
+    def predict_clips(self, clips: Sequence[np.ndarray], topk: int = 5) -> list[Prediction]:
+        """Decide on preprocessed clips, encoded in batches."""
+        embs, seqs = self.encode(clips)
+        return [self.decide(self.rank(e, q, topk), e, pose.mean_motion(c, self.prep.is_pose))
+                for c, e, q in zip(clips, embs, seqs)]
 
     def encode(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and DTW sequences of preprocessed clips, resampled as the bank's were."""

@@ -14,7 +14,7 @@ import torch
 
 from signlab.atomic import write_json, write_text
 from signlab.config import CTC_METHODS, DecodingConfig, decoding_options
-from signlab.data.dataset import eval_loader, resample_frames
+from signlab.data.dataset import eval_loader, pad_clips
 from signlab.data.features import (
     Preprocessor,
     ScanResult,
@@ -64,21 +64,32 @@ class Recognizer:
         """Glosses for one clip of raw features (as the extractor wrote them)."""
         return self.transcribe(features).glosses
 
-    @torch.no_grad()
     def transcribe(self, features: np.ndarray, where: str = "input") -> Transcript:
         """Glosses, and where the CTC head placed each of its own (greedy) glosses in the input.
 
         Features that are not (T, D) finite numbers of the model's dimension are a
         :class:`~signlab.data.features.FeatureError` naming ``where``, as in the CLI.
         """
-        raw = self.prep(check_features(features, where, self.prep.dim), where)
-        x = resample_frames(raw, self.config.data.max_frames)
-        hyps, out = decode_batch(self.model, torch.from_numpy(x)[None].to(self.device),
-                                 torch.tensor([len(x)], device=self.device), self.decoding)
-        factor = len(raw) / len(x) * self.model.subsampling  # input rows per encoder frame
-        segments = [(self.vocab.tokens[c], int(s * factor), min(len(raw), int(np.ceil((e + 1) * factor))) - 1)
-                    for c, s, e in ctc_segments(out.ctc_logits[0], int(out.lengths[0]))]
-        return Transcript(self.vocab.decode(hyps[0]), segments)
+        return self.transcribe_prepared([self.prepare(features, where)])[0]
+
+    def prepare(self, features: np.ndarray, where: str = "input") -> np.ndarray:
+        """A raw clip checked (:class:`~signlab.data.features.FeatureError` naming ``where``) and
+        preprocessed as the bundle's feature kind says."""
+        return self.prep(check_features(features, where, self.prep.dim), where)
+
+    @torch.no_grad()
+    def transcribe_prepared(self, clips: Sequence[np.ndarray]) -> list[Transcript]:
+        """:meth:`transcribe` of prepared clips in one padded batch (one encoder pass, batched decoding)."""
+        x, lengths = pad_clips(clips, self.config.data.max_frames)
+        hyps, out = decode_batch(self.model, torch.from_numpy(x).to(self.device), torch.from_numpy(lengths).to(self.device),
+                                 self.decoding)
+        transcripts = []
+        for i, (clip, n) in enumerate(zip(clips, lengths.tolist())):
+            factor = len(clip) / n * self.model.subsampling  # input rows per encoder frame
+            segments = [(self.vocab.tokens[c], int(s * factor), min(len(clip), int(np.ceil((e + 1) * factor))) - 1)
+                        for c, s, e in ctc_segments(out.ctc_logits[i], int(out.lengths[i]))]
+            transcripts.append(Transcript(self.vocab.decode(hyps[i]), segments))
+        return transcripts
 
     @torch.no_grad()
     def decode_scanned(self, result: ScanResult, batch_size: int = 32,

@@ -1,0 +1,212 @@
+"""``signlab serve``: an HTTP inference service for gloss and sentence bundles, one code path for both.
+
+FastAPI app over :mod:`signlab.inference.predictor`. Endpoints: ``GET /healthz``, ``GET /readyz``,
+``GET /v1/models``, ``POST /v1/models/{name}:predict`` (a clip of features as JSON
+``{"frames": [[...], ...]}`` or ``.npy`` bytes), ``GET /metrics`` (Prometheus). Each request's
+clip is checked and preprocessed on its own (a bad clip is a 4xx naming the problem); the model
+work of concurrent requests to one model is gathered into one batch (up to ``max_batch``,
+waiting at most ``max_wait_ms`` for more) and run off the event loop. Errors are JSON:
+``{"error": ..., "limit": ..., "value": ...}``. With an API key, ``/v1/*`` and ``/metrics`` need
+``Authorization: Bearer KEY`` (compared in constant time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from signlab.data.features import FeatureError
+from signlab.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 32 * 2**20
+    max_frames: int = 3000  # two minutes at 25 fps
+    max_batch: int = 16
+    max_wait_ms: float = 10.0
+    timeout_s: float = 60.0
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, **details: Any):
+        self.status, self.body = status, {"error": message, **details}
+
+
+class MicroBatcher:
+    """Gathers the prepared clips of concurrent requests to one model into batches."""
+
+    def __init__(self, predictor: Predictor, limits: Limits, batch_sizes: Histogram):
+        self.predictor, self.limits, self.batch_sizes = predictor, limits, batch_sizes
+        self.queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, clip: Any) -> dict[str, Any]:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((clip, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.limits.max_wait_ms / 1000
+            while len(batch) < self.limits.max_batch and (left := deadline - loop.time()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            self.batch_sizes.labels(self.predictor.name).observe(len(batch))
+            try:
+                answers = await asyncio.to_thread(self.predictor.predict, [clip for clip, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, the loop goes on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(batch, answers):
+                if not future.done():
+                    future.set_result(answer)
+
+
+def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limits: Limits = Limits()) -> FastAPI:
+    models = {p.name: p for p in predictors}
+    registry = CollectorRegistry()
+    requests = Counter("signlab_requests", "Requests by endpoint, model and status code", ["endpoint", "model", "code"],
+                       registry=registry)
+    latency = Histogram("signlab_request_seconds", "Request latency", ["endpoint", "model"], registry=registry)
+    batch_sizes = Histogram("signlab_batch_size", "Clips per model call", ["model"], registry=registry,
+                            buckets=(1, 2, 4, 8, 16, 32, 64))
+    batchers = {name: MicroBatcher(p, limits, batch_sizes) for name, p in models.items()}
+
+    async def lifespan(app: FastAPI):
+        for b in batchers.values():
+            b.start()
+        yield
+        for b in batchers.values():
+            b.task.cancel()
+
+    app = FastAPI(title="signlab", summary="Sign language recognition and sentence retrieval", lifespan=lifespan)
+
+    @app.exception_handler(HTTPError)
+    async def _error(request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status)
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            raise HTTPError(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready = all(b.task is not None and not b.task.done() for b in batchers.values())
+        return JSONResponse({"ready": ready, "models": sorted(models)}, status_code=200 if ready else 503)
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        authorize(request)
+        return {"models": [p.info() for p in models.values()]}
+
+    @app.post("/v1/models/{name}:predict")
+    async def predict(name: str, request: Request) -> JSONResponse:
+        started, code = time.perf_counter(), 500
+        try:
+            authorize(request)
+            if name not in models:
+                raise HTTPError(404, f"no model named {name!r}", models=sorted(models))
+            features = parse_clip(await read_body(request, limits), request.headers.get("content-type", ""), limits)
+            try:
+                clip = models[name].prepare(features, "the request's features")
+            except FeatureError as exc:
+                raise HTTPError(422, str(exc), kind=exc.kind) from None
+            try:
+                answer = await asyncio.wait_for(batchers[name].submit(clip), limits.timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPError(504, f"the model did not answer within {limits.timeout_s:g} s", limit="timeout_s",
+                                value=limits.timeout_s) from None
+            except Exception as exc:  # noqa: BLE001 - the client gets JSON, the log gets the traceback
+                log.exception("model %s failed on a batch", name)
+                raise HTTPError(500, f"the model failed on this request's batch ({type(exc).__name__}); "
+                                     "the server log has the details") from None
+            code = 200
+            return JSONResponse({"model": name, "task": models[name].task, "frames": len(features), **answer})
+        except HTTPError as exc:
+            code = exc.status
+            raise
+        finally:
+            requests.labels("predict", name if name in models else "", str(code)).inc()
+            latency.labels("predict", name if name in models else "").observe(time.perf_counter() - started)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        authorize(request)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused (413) as soon as it passes ``max_body_bytes``, declared or not."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise HTTPError(413, f"the body is {int(declared)} bytes, more than the limit", limit="max_body_bytes",
+                        value=limits.max_body_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise HTTPError(413, "the body is larger than the limit", limit="max_body_bytes", value=limits.max_body_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_clip(body: bytes, content_type: str, limits: Limits) -> np.ndarray:
+    """A (T, D) float32 array from a JSON ``{"frames": [[...]]}`` or ``.npy`` body (never pickle)."""
+    if content_type.startswith("application/json"):
+        try:
+            frames = json.loads(body)["frames"]
+            features = np.asarray(frames, dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HTTPError(422, f"the JSON body must be {{\"frames\": [[number, ...], ...]}} ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]})") from None
+    elif content_type.startswith(("application/octet-stream", "application/x-npy")):
+        try:
+            features = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise HTTPError(422, f"the body is not a .npy array ({str(exc)[:120]})") from None
+    else:
+        raise HTTPError(415, f"content type {content_type or '(none)'!r}: send application/json with "
+                             "{\"frames\": [[...]]} or application/octet-stream with .npy bytes")
+    if features.ndim == 2 and len(features) > limits.max_frames:
+        raise HTTPError(413, f"the clip has {len(features)} frames, more than the limit", limit="max_frames",
+                        value=limits.max_frames)
+    return features

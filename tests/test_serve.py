@@ -1,0 +1,225 @@
+"""`signlab serve`: the real app on uvicorn, on a free loopback port, called over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+import uvicorn
+
+from signlab.config import SentenceConfig, SentenceModelConfig
+from signlab.data.stats import FeatureStats
+from signlab.inference.bank import TorchEncoder, encode_clips
+from signlab.inference.engine import InferenceEngine, SentenceBundle
+from signlab.inference.predictor import (
+    GlossPredictor,
+    SentencePredictor,
+    load_predictor,
+)
+from signlab.inference.recognizer import Recognizer
+from signlab.inference.sentence_eval import translate_clips
+from signlab.kinds import HOLISTIC
+from signlab.models.sentence import SignTranslationModel
+from signlab.service import Limits, create_app
+from signlab.vocab import Vocabulary
+
+SMALL = SentenceModelConfig(proj_dim=32, embed_dim=32, attn_heads=2, encoder_layers=1, encoder_ff_dim=64, decoder_layers=1)
+
+
+@pytest.fixture(scope="module")
+def sentence_predictor() -> SentencePredictor:
+    """An untrained sentence model with a bank of six clips: enough to serve, no training needed."""
+    torch.manual_seed(0)
+    cfg = SentenceConfig(model=SMALL)
+    cfg.data.feature_kind, cfg.data.pose_normalization = HOLISTIC.name, False
+    vocab = Vocabulary.build([["text", "a", "b", "c"]])
+    model = SignTranslationModel(540, len(vocab), SMALL, pose_layout=True).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
+    emb, seq = encode_clips(TorchEncoder(model), clips, 32, cfg.engine.dtw.frames, model.subsampling)
+    from signlab.inference.bank import EmbeddingBank
+
+    keys = np.array(["a", "a", "b", "b", "c", "c"])
+    bank = EmbeddingBank(emb, seq, keys, np.array([f"text {k}" for k in keys]), np.array([f"c{i}" for i in range(6)]))
+    bundle = SentenceBundle(cfg, vocab, FeatureStats(np.zeros(540, np.float32),
+                            np.ones(540, np.float32)), model, bank, bank.prototypes(), {})
+    engine = InferenceEngine(TorchEncoder(model), bundle.prep, bank, bank.prototypes(), cfg.engine, 32, model.subsampling)
+    return SentencePredictor("phrases", bundle, engine)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(predictors, api_key=None, limits=Limits()) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(predictors, api_key, limits), host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.time() + 30
+        while not server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def call(url: str, body: bytes | None = None, content_type: str = "application/json", key: str | None = None):
+    """(status, parsed JSON or text) of one request."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+def as_json(x: np.ndarray) -> bytes:
+    return json.dumps({"frames": x.tolist()}).encode()
+
+
+def as_npy(x: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    return buffer.getvalue()
+
+
+def test_both_tasks_answer_over_http_as_the_python_api_does(tiny_run, tiny_corpus, sentence_predictor, serve):
+    gloss = load_predictor(tiny_run)
+    assert isinstance(gloss, GlossPredictor)
+    base = serve([gloss, sentence_predictor])
+    assert call(f"{base}/healthz") == (200, {"status": "ok"})
+    assert call(f"{base}/readyz") == (200, {"ready": True, "models": ["phrases", "run"]})
+    status, listed = call(f"{base}/v1/models")
+    assert status == 200 and {(m["name"], m["task"], m["feature_kind"]) for m in listed["models"]} == {
+        ("run", "gloss", "pose/holistic-540"), ("phrases", "sentence", "pose/holistic-540")}
+
+    features = np.load(next(tiny_corpus.parent.glob("features/*.npy")))
+    expected = Recognizer.load(tiny_run).recognize(features)
+    for body, kind in ((as_json(features), "application/json"), (as_npy(features), "application/octet-stream")):
+        status, answer = call(f"{base}/v1/models/run:predict", body, kind)
+        assert status == 200 and answer["glosses"] == expected and answer["task"] == "gloss", answer
+        assert answer["frames"] == len(features)
+
+    clip = np.random.default_rng(5).normal(0, 0.3, (24, 540)).astype(np.float32)
+    status, answer = call(f"{base}/v1/models/phrases:predict", as_npy(clip), "application/octet-stream")
+    direct = sentence_predictor.engine.predict(clip)
+    assert status == 200 and answer["task"] == "sentence"
+    assert (answer["sentence"], answer["reason"], answer["accepted"]) == (direct.sentence, direct.reason, direct.accepted)
+    assert answer["confidence"] == pytest.approx(direct.confidence, abs=1e-5)
+    assert answer["translation"] == translate_clips(sentence_predictor.bundle, [clip])[0]
+
+
+def test_an_api_key_is_required_when_one_is_set(sentence_predictor, serve):
+    base = serve([sentence_predictor], api_key="s3cret")
+    clip = as_npy(np.zeros((5, 540), np.float32))
+    assert call(f"{base}/v1/models")[0] == 401
+    assert call(f"{base}/v1/models", key="wrong")[0] == 401
+    status, body = call(f"{base}/v1/models/phrases:predict", clip, "application/octet-stream")
+    assert status == 401 and "Authorization: Bearer" in body["error"]
+    assert call(f"{base}/v1/models", key="s3cret")[0] == 200
+    assert call(f"{base}/metrics")[0] == 401 and call(f"{base}/metrics", key="s3cret")[0] == 200
+    assert call(f"{base}/healthz")[0] == 200  # probes stay open
+
+
+def test_limits_and_malformed_requests_get_json_errors_that_say_what(sentence_predictor, serve):
+    base = serve([sentence_predictor], limits=Limits(max_body_bytes=200_000, max_frames=50))
+    url = f"{base}/v1/models/phrases:predict"
+    status, body = call(url, as_npy(np.zeros((100, 540), np.float32)), "application/octet-stream")
+    assert status == 413 and body["limit"] == "max_body_bytes" and body["value"] == 200_000
+    status, body = call(url, as_json(np.zeros((51, 3), np.float32)))
+    assert status == 413 and body["limit"] == "max_frames" and body["value"] == 50
+    status, body = call(url, as_json(np.zeros((10, 7), np.float32)))
+    assert status == 422 and "540" in body["error"] and "7" in body["error"]  # wrong dim
+    nan = np.zeros((10, 540), np.float32)
+    nan[3, 5] = np.nan
+    status, body = call(url, as_npy(nan), "application/octet-stream")
+    assert status == 422 and "NaN" in body["error"]
+    assert call(url, b'{"frames": [[1, 2], [3]]}')[0] == 422  # ragged
+    assert call(url, b"{not json")[0] == 422
+    assert call(url, b'{"rows": []}')[0] == 422
+    assert call(url, b"\x93NUMPY garbage", "application/octet-stream")[0] == 422
+    assert call(url, b"x", "text/plain")[0] == 415
+    status, body = call(f"{base}/v1/models/nope:predict", as_json(np.zeros((5, 540))))
+    assert status == 404 and body["models"] == ["phrases"]
+    status, metrics = call(f"{base}/metrics")
+    assert re.search(r'signlab_requests_total\{code="413",endpoint="predict",model="phrases"\} 2\.0', metrics), metrics
+
+
+def test_concurrent_requests_are_answered_in_batches(sentence_predictor, serve):
+    base = serve([sentence_predictor], limits=Limits(max_batch=8, max_wait_ms=300))
+    clips = [np.random.default_rng(i).normal(0, 0.3, (16 + i, 540)).astype(np.float32) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda c: call(f"{base}/v1/models/phrases:predict", as_npy(c), "application/octet-stream"),
+                                clips))
+    assert all(status == 200 for status, _ in answers)
+    for clip, (_, answer) in zip(clips, answers):  # each answer is its own clip's, batched or not
+        assert answer["sentence"] == sentence_predictor.engine.predict(clip).sentence and answer["frames"] == len(clip)
+    metrics = call(f"{base}/metrics")[1]
+    calls = float(re.search(r'signlab_batch_size_count\{model="phrases"\} (\S+)', metrics).group(1))
+    assert calls < 8  # fewer model calls than requests: some were gathered
+
+
+def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    key = tmp_path / "key"
+    key.write_text("k3y\n")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "signlab.cli", "serve", str(tiny_run), "--port", str(port),
+                               "--api-key-file", str(key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "COLUMNS": "40"})
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+        while True:
+            try:
+                if call(f"{base}/readyz")[0] == 200:
+                    break
+            except urllib.error.URLError:
+                pass
+            assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.poll() else "no start"
+            time.sleep(0.2)
+        features = np.load(next(tiny_corpus.parent.glob("features/*.npy")))
+        status, answer = call(f"{base}/v1/models/run:predict", as_npy(features), "application/octet-stream", key="k3y")
+        assert status == 200 and answer["glosses"] == Recognizer.load(tiny_run).recognize(features)
+        server.send_signal(signal.SIGTERM)  # uvicorn finishes requests in flight, then re-raises the signal
+        assert server.wait(30) in (0, -signal.SIGTERM) and "Traceback" not in server.stderr.read()
+    finally:
+        server.kill()
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    r = subprocess.run([sys.executable, "-m", "signlab.cli", "serve", str(tiny_run), "--api-key-file", str(empty)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"the API key file {empty} is empty" in r.stderr and "Traceback" not in r.stderr
