@@ -19,6 +19,7 @@ import uvicorn
 
 from signlab.config import SentenceConfig, SentenceModelConfig
 from signlab.data.stats import FeatureStats
+from signlab.extract.pipeline import video_features
 from signlab.inference.bank import TorchEncoder, encode_clips
 from signlab.inference.engine import InferenceEngine, SentenceBundle
 from signlab.inference.predictor import (
@@ -32,6 +33,7 @@ from signlab.kinds import HOLISTIC
 from signlab.models.sentence import SignTranslationModel
 from signlab.service import Limits, create_app
 from signlab.vocab import Vocabulary
+from tests.conftest import REAL_DATA, needs_real_data
 
 SMALL = SentenceModelConfig(proj_dim=32, embed_dim=32, attn_heads=2, encoder_layers=1, encoder_ff_dim=64, decoder_layers=1)
 
@@ -223,3 +225,19 @@ def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path)
     r = subprocess.run([sys.executable, "-m", "signlab.cli", "serve", str(tiny_run), "--api-key-file", str(empty)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and f"the API key file {empty} is empty" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_real_data()
+def test_a_video_upload_is_extracted_as_the_bundle_says(tiny_run, serve):
+    video = REAL_DATA / "wlasl_01377.mp4"
+    gloss = load_predictor(tiny_run)
+    base = serve([gloss], limits=Limits(max_video_s=30))
+    status, answer = call(f"{base}/v1/models/run:predict", video.read_bytes(), "video/mp4")
+    expected = video_features(video, gloss.kind, gloss.config.extract)
+    assert status == 200 and answer["frames"] == len(expected.features), answer
+    assert answer["glosses"] == gloss.recognizer.recognize(expected.features)
+    status, body = call(f"{base}/v1/models/run:predict", b"not a video at all", "video/mp4")
+    assert status == 422 and "the uploaded video" in body["error"] and "signlab-upload" not in body["error"], body
+    short = serve([gloss], limits=Limits(max_video_s=0.5))
+    status, body = call(f"{short}/v1/models/run:predict", video.read_bytes(), "video/mp4")
+    assert status == 413 and body["limit"] == "max_video_s"

@@ -394,6 +394,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="longest wait for more clips to fill a batch")] = 10.0,
     max_body_mb: Annotated[float, typer.Option(help="largest request body")] = 32.0,
     max_frames: Annotated[int, typer.Option(help="longest clip, in frames")] = 3000,
+    max_video_s: Annotated[float, typer.Option(help="longest uploaded video, in seconds")] = 120.0,
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
     """Serve bundles over HTTP: POST /v1/models/NAME:predict, GET /v1/models, /metrics, /healthz,
@@ -415,7 +416,7 @@ def serve(
         if not key:
             raise SignlabError(f"the API key file {api_key_file} is empty")
     predictors = [load_predictor(r, device=device, backend=backend) for r in runs]
-    limits = Limits(int(max_body_mb * 2**20), max_frames, max_batch, max_wait_ms)
+    limits = Limits(int(max_body_mb * 2**20), max_frames, max_video_s, max_batch, max_wait_ms)
     console.print(f"serving {', '.join(f'{p.name} ({p.task}, {p.kind.name})' for p in predictors)} on http://{host}:{port}")
     uvicorn.run(create_app(predictors, key, limits), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=30)

@@ -2,7 +2,8 @@
 
 FastAPI app over :mod:`signlab.inference.predictor`. Endpoints: ``GET /healthz``, ``GET /readyz``,
 ``GET /v1/models``, ``POST /v1/models/{name}:predict`` (a clip of features as JSON
-``{"frames": [[...], ...]}`` or ``.npy`` bytes), ``GET /metrics`` (Prometheus). Each request's
+``{"frames": [[...], ...]}`` or ``.npy`` bytes, or a video, ``Content-Type: video/...``,
+whose features the server extracts as the bundle's config says), ``GET /metrics`` (Prometheus). Each request's
 clip is checked and preprocessed on its own (a bad clip is a 4xx naming the problem); the model
 work of concurrent requests to one model is gathered into one batch (up to ``max_batch``,
 waiting at most ``max_wait_ms`` for more) and run off the event loop. Errors are JSON:
@@ -17,9 +18,11 @@ import hmac
 import io
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,9 @@ from prometheus_client import (
 )
 
 from signlab.data.features import FeatureError
+from signlab.errors import SignlabError
+from signlab.extract.pipeline import video_features
+from signlab.extract.video import probe
 from signlab.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 class Limits:
     max_body_bytes: int = 32 * 2**20
     max_frames: int = 3000  # two minutes at 25 fps
+    max_video_s: float = 120.0
     max_batch: int = 16
     max_wait_ms: float = 10.0
     timeout_s: float = 60.0
@@ -143,7 +150,14 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
             authorize(request)
             if name not in models:
                 raise HTTPError(404, f"no model named {name!r}", models=sorted(models))
-            features = parse_clip(await read_body(request, limits), request.headers.get("content-type", ""), limits)
+            body, content_type = await read_body(request, limits), request.headers.get("content-type", "")
+            if content_type.startswith("video/"):
+                features = await asyncio.to_thread(video_clip, body, models[name], limits)
+            else:
+                features = parse_clip(body, content_type, limits)
+            if features.ndim == 2 and len(features) > limits.max_frames:
+                raise HTTPError(413, f"the clip has {len(features)} frames, more than the limit", limit="max_frames",
+                                value=limits.max_frames)
             try:
                 clip = models[name].prepare(features, "the request's features")
             except FeatureError as exc:
@@ -205,8 +219,22 @@ def parse_clip(body: bytes, content_type: str, limits: Limits) -> np.ndarray:
             raise HTTPError(422, f"the body is not a .npy array ({str(exc)[:120]})") from None
     else:
         raise HTTPError(415, f"content type {content_type or '(none)'!r}: send application/json with "
-                             "{\"frames\": [[...]]} or application/octet-stream with .npy bytes")
-    if features.ndim == 2 and len(features) > limits.max_frames:
-        raise HTTPError(413, f"the clip has {len(features)} frames, more than the limit", limit="max_frames",
-                        value=limits.max_frames)
+                             "{\"frames\": [[...]]}, application/octet-stream with .npy bytes, or video/... ")
     return features
+
+
+def video_clip(body: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
+    """Features of an uploaded video, extracted as the bundle's config says, in a private temporary
+    folder that is always removed. Nothing in the request names a server path, and errors do not
+    show the temporary one."""
+    with tempfile.TemporaryDirectory(prefix="signlab-upload-") as tmp:  # mode 0700
+        path = Path(tmp) / "upload"
+        path.write_bytes(body)
+        try:
+            info = probe(path)
+            if info.frames and info.frames / info.fps > limits.max_video_s:
+                raise HTTPError(413, f"the video lasts {info.frames / info.fps:.1f} s, more than the limit",
+                                limit="max_video_s", value=limits.max_video_s)
+            return video_features(path, predictor.kind, predictor.config.extract).features
+        except SignlabError as exc:
+            raise HTTPError(422, str(exc).replace(str(path), "the uploaded video")) from None
