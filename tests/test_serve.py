@@ -170,6 +170,9 @@ def test_limits_and_malformed_requests_get_json_errors_that_say_what(sentence_pr
     assert call(url, b"{not json")[0] == 422
     assert call(url, b'{"rows": []}')[0] == 422
     assert call(url, b"\x93NUMPY garbage", "application/octet-stream")[0] == 422
+    truncated = as_npy(np.zeros((10, 540), np.float32))[:-100]
+    assert call(url, truncated, "application/octet-stream")[0] == 422
+    assert call(url, b"", "application/octet-stream")[0] == 422 and call(url, b"")[0] == 422  # empty bodies
     assert call(url, b"x", "text/plain")[0] == 415
     status, body = call(f"{base}/v1/models/nope:predict", as_json(np.zeros((5, 540))))
     assert status == 404 and body["models"] == ["phrases"]
