@@ -194,7 +194,8 @@ def test_concurrent_requests_are_answered_in_batches(sentence_predictor, serve):
     assert calls < 8  # fewer model calls than requests: some were gathered
 
 
-def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path, workers):
     import os
     import signal
     import subprocess
@@ -204,7 +205,7 @@ def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path)
     key.write_text("k3y\n")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "signlab.cli", "serve", str(tiny_run), "--port", str(port),
-                               "--api-key-file", str(key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               "--api-key-file", str(key), "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "COLUMNS": "40"})
     try:
         base, deadline = f"http://127.0.0.1:{port}", time.time() + 120
@@ -217,12 +218,15 @@ def test_the_serve_command_serves_until_sigterm(tiny_run, tiny_corpus, tmp_path)
             assert server.poll() is None and time.time() < deadline, server.stderr.read() if server.poll() else "no start"
             time.sleep(0.2)
         features = np.load(next(tiny_corpus.parent.glob("features/*.npy")))
-        status, answer = call(f"{base}/v1/models/run:predict", as_npy(features), "application/octet-stream", key="k3y")
-        assert status == 200 and answer["glosses"] == Recognizer.load(tiny_run).recognize(features)
+        for _ in range(3):  # with two workers, requests may land on either
+            status, answer = call(f"{base}/v1/models/run:predict", as_npy(features), "application/octet-stream", key="k3y")
+            assert status == 200 and answer["glosses"] == Recognizer.load(tiny_run).recognize(features)
         server.send_signal(signal.SIGTERM)  # uvicorn finishes requests in flight, then re-raises the signal
         assert server.wait(30) in (0, -signal.SIGTERM) and "Traceback" not in server.stderr.read()
     finally:
         server.kill()
+    if workers > 1:
+        return
     empty = tmp_path / "empty"
     empty.write_text("")
     r = subprocess.run([sys.executable, "-m", "signlab.cli", "serve", str(tiny_run), "--api-key-file", str(empty)],

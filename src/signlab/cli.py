@@ -395,31 +395,31 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="largest request body")] = 32.0,
     max_frames: Annotated[int, typer.Option(help="longest clip, in frames")] = 3000,
     max_video_s: Annotated[float, typer.Option(help="longest uploaded video, in seconds")] = 120.0,
+    workers: Annotated[int, typer.Option(help="server processes, each with its own copy of the models")] = 1,
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
     """Serve bundles over HTTP: POST /v1/models/NAME:predict, GET /v1/models, /metrics, /healthz,
     /readyz; OpenAPI docs at /docs. SIGTERM lets requests in flight finish."""
+    import json
+
     import uvicorn
 
-    from signlab.inference.predictor import load_predictor
-    from signlab.service import Limits, create_app
+    from signlab.service import SETTINGS_ENV, load_app
 
-    names = [r.name for r in runs]
-    if len(set(names)) < len(names):
-        raise SignlabError(f"two bundles share a folder name ({', '.join(names)}): a model is named by its folder")
-    key = None
-    if api_key_file is not None:
-        try:
-            key = api_key_file.read_text().strip()
-        except OSError as exc:
-            raise SignlabError(f"cannot read the API key file {api_key_file}: {exc.strerror or exc}") from None
-        if not key:
-            raise SignlabError(f"the API key file {api_key_file} is empty")
-    predictors = [load_predictor(r, device=device, backend=backend) for r in runs]
-    limits = Limits(int(max_body_mb * 2**20), max_frames, max_video_s, max_batch, max_wait_ms)
-    console.print(f"serving {', '.join(f'{p.name} ({p.task}, {p.kind.name})' for p in predictors)} on http://{host}:{port}")
-    uvicorn.run(create_app(predictors, key, limits), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=30)
+    settings = {"runs": [str(r) for r in runs], "device": device, "backend": backend,
+                "api_key_file": None if api_key_file is None else str(api_key_file),
+                "limits": {"max_body_bytes": int(max_body_mb * 2**20), "max_frames": max_frames,
+                           "max_video_s": max_video_s, "max_batch": max_batch, "max_wait_ms": max_wait_ms}}
+    app = load_app(**settings)  # in workers too, each loads its own; this one checks the bundles first
+    console.print(f"serving {', '.join(app.state.models)} on http://{host}:{port}"
+                  + (f" with {workers} worker processes" if workers > 1 else ""))
+    options = {"host": host, "port": port, "log_level": "warning", "timeout_graceful_shutdown": 30}
+    if workers > 1:
+        del app
+        os.environ[SETTINGS_ENV] = json.dumps(settings)
+        uvicorn.run("signlab.service:app_from_env", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(app, **options)
 
 
 def _gloss_line(r: dict) -> str:

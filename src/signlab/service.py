@@ -18,6 +18,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -117,6 +118,7 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
             b.task.cancel()
 
     app = FastAPI(title="signlab", summary="Sign language recognition and sentence retrieval", lifespan=lifespan)
+    app.state.models = [f"{p.name} ({p.task}, {p.kind.name})" for p in models.values()]
 
     @app.exception_handler(HTTPError)
     async def _error(request: Request, exc: HTTPError) -> JSONResponse:
@@ -238,3 +240,31 @@ def video_clip(body: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
             return video_features(path, predictor.kind, predictor.config.extract).features
         except SignlabError as exc:
             raise HTTPError(422, str(exc).replace(str(path), "the uploaded video")) from None
+
+
+SETTINGS_ENV = "SIGNLAB_SERVE_SETTINGS"  # how `signlab serve --workers N` tells each worker process what to serve
+
+
+def load_app(runs: Sequence[str | Path], device: str = "cpu", backend: str = "torch", api_key_file: str | None = None,
+             limits: dict[str, Any] | None = None) -> FastAPI:
+    """The app serving the bundles ``runs``: what ``signlab serve`` runs, in one process or in each worker."""
+    from signlab.inference.predictor import load_predictor
+
+    names = [Path(r).name for r in runs]
+    if len(set(names)) < len(names):
+        raise SignlabError(f"two bundles share a folder name ({', '.join(names)}): a model is named by its folder")
+    key = None
+    if api_key_file is not None:
+        try:
+            key = Path(api_key_file).read_text().strip()
+        except OSError as exc:
+            raise SignlabError(f"cannot read the API key file {api_key_file}: {exc.strerror or exc}") from None
+        if not key:
+            raise SignlabError(f"the API key file {api_key_file} is empty")
+    predictors = [load_predictor(r, device=device, backend=backend) for r in runs]
+    return create_app(predictors, key, Limits(**(limits or {})))
+
+
+def app_from_env() -> FastAPI:
+    """:func:`load_app` with the settings the parent ``signlab serve`` put in the environment."""
+    return load_app(**json.loads(os.environ[SETTINGS_ENV]))
