@@ -93,3 +93,22 @@ def test_the_feature_kind_is_declared_not_guessed_from_the_width(tmp_path, caplo
         resolve_kind(rows("i3d-1024"), "auto")
     with pytest.raises(SignlabError, match="data.feature_kind is pose/holistic-540 but the manifest declares custom-540"):
         resolve_kind(rows("custom-540"), "pose/holistic-540")
+
+
+def test_the_extractor_s_part_mask_travels_with_pose_features(tmp_path):
+    from signlab import pose
+
+    x = np.random.default_rng(1).normal(size=(5, 540)).astype(np.float32)
+    np.save(tmp_path / "clip.npy", x)
+    prep = Preprocessor(HOLISTIC, pose_normalize=False)
+    np.testing.assert_array_equal(prep.read(tmp_path / "clip.npy"), x)  # no mask beside it: as written
+    mask = np.ones((5, 4), bool)
+    mask[2, 1] = False  # the left hand was not detected in frame 2
+    np.save(tmp_path / "clip.mask.npy", mask)
+    read = prep.read(tmp_path / "clip.npy")
+    assert (read[2, pose.PART_SLICES["left_hand"]] == 0).all() and (read[2, pose.PART_SLICES["face"]] == x[2, pose.PART_SLICES["face"]]).all()
+    np.testing.assert_array_equal(np.delete(read, 2, 0), np.delete(x, 2, 0))
+    np.testing.assert_array_equal(Preprocessor(plain(540)).read(tmp_path / "clip.npy"), x)  # masks belong to the pose kind
+    np.save(tmp_path / "clip.mask.npy", np.ones((4, 4), bool))  # from another extraction
+    result = scan([Sample(id="c", split="train", features=tmp_path / "clip.npy")], prep)
+    assert not result.samples and result.excluded[0].kind == "corrupt" and "clip.mask.npy" in result.excluded[0].message

@@ -312,14 +312,13 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
                      topk: Annotated[int, typer.Option()] = 5) -> None:
     """Retrieve the sentence of each clip, with the accept / reject decision and its reason."""
 
-    from signlab.data.features import load_features
     from signlab.inference.engine import InferenceEngine
 
     _writable(json_out)
     engine = InferenceEngine.load(run, backend)
     results = {}
     for path in features:
-        p = engine.predict(load_features(path, engine.prep.dim), topk)
+        p = engine.predict(engine.prep.read(path), topk)
         results[str(path)] = p.as_dict()
         _print_prediction(path.name, p)
     if json_out is not None:

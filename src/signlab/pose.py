@@ -96,6 +96,14 @@ def part_mask(frames: np.ndarray) -> np.ndarray:
     return np.stack([np.any(frames[:, PART_SLICES[p]] != 0, axis=1) for p in PARTS], axis=1)
 
 
+def apply_part_mask(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``frames`` with every part that ``mask`` (T, 4) marks as not detected set to zeros."""
+    keep = np.ones(frames.shape, bool)
+    for p, name in enumerate(PARTS):
+        keep[:, PART_SLICES[name]] = mask[:, p : p + 1]
+    return np.where(keep, frames, 0).astype(frames.dtype, copy=False)
+
+
 def point_mask(frames: np.ndarray) -> np.ndarray:
     """(T, 169) bool: the landmark is present (any of its coordinates is non-zero)."""
     return np.any(frames[:, XYZ_COLUMNS] != 0, axis=-1)

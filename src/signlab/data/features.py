@@ -49,6 +49,11 @@ class FeatureError(SignlabError):
         self.kind = kind
 
 
+def mask_path(features: Path) -> Path:
+    """Where the extractor writes a pose clip's part mask."""
+    return features.with_name(features.stem + ".mask.npy")
+
+
 def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
     """Read a feature file as float32 (T, D), validating it: ``.npy``, or a MediaPipe Holistic
     ``.pose`` file (read into the 540-dim pose layout)."""
@@ -110,6 +115,23 @@ class Preprocessor:
     def is_pose(self) -> bool:
         return self.kind.pose
 
+    def read(self, path: str | Path) -> np.ndarray:
+        """A feature file, checked; for pose, with the part mask the extractor wrote beside it
+        (``<clip>.mask.npy``, (T, 4): pose, hands, face) applied, so a part it marks as missing
+        is missing whatever the file holds."""
+        raw = load_features(path, self.dim)
+        mask = mask_path(Path(path))
+        if not (self.is_pose and mask.is_file()):
+            return raw
+        try:
+            parts = np.load(mask, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FeatureError("corrupt", f"{mask} cannot be read ({exc})") from exc
+        if parts.shape != (len(raw), len(pose.PARTS)) or parts.dtype != bool:
+            raise FeatureError("corrupt", f"{mask} should be a ({len(raw)}, {len(pose.PARTS)}) bool array for its "
+                                          f"{len(raw)} frames, got {parts.shape} {parts.dtype}: extract the clip again")
+        return pose.apply_part_mask(raw, parts)
+
     def __call__(self, raw: np.ndarray, where: str = "") -> np.ndarray:
         if not (self.is_pose and self.pose_normalize):
             return raw
@@ -149,7 +171,7 @@ class ScanResult:
         if self.arrays is not None:
             return self.arrays[index]
         s = self.samples[index]
-        return prep(load_features(s.features, prep.dim), s.where)
+        return prep(prep.read(s.features), s.where)
 
     def all_features(self, prep: Preprocessor) -> list[np.ndarray]:
         return self.arrays if self.arrays is not None else [self.features(i, prep) for i in range(len(self.samples))]
@@ -178,7 +200,7 @@ def scan(
     total = 0
     for s in track(samples, description=desc, transient=True):
         try:
-            arr = prep(load_features(s.features, prep.dim), s.where)
+            arr = prep(prep.read(s.features), s.where)
         except FeatureError as exc:
             excluded.append(Exclusion(s, exc.kind, str(exc)))
             continue

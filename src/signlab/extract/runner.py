@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from signlab.atomic import save_npy
+from signlab.data.features import mask_path
 from signlab.data.pose_files import write_pose_file
 from signlab.errors import SignlabError
 from signlab.extract.holistic import clip_statistics
@@ -143,10 +144,6 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
         return Outcome(video, output, "failed", exc.kind, str(exc), time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run; the reason is reported
         return Outcome(video, output, "failed", "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-
-
-def mask_path(features: Path) -> Path:
-    return features.with_name(features.stem + ".mask.npy")
 
 
 # ----------------------------------------------------------------------------- the run
