@@ -22,7 +22,10 @@ sentence-demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+runs/demo/hybrid/model.safetensors: $(STAMP)  # bench_serve.py serves the demo's bundle
+	$(BIN)/signlab demo --out runs/demo
+
+bench: $(STAMP) runs/demo/hybrid/model.safetensors
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
