@@ -43,7 +43,7 @@ def sentence_predictor() -> SentencePredictor:
     """An untrained sentence model with a bank of six clips: enough to serve, no training needed."""
     torch.manual_seed(0)
     cfg = SentenceConfig(model=SMALL)
-    cfg.data.feature_kind, cfg.data.pose_normalization = HOLISTIC.name, False
+    cfg.data.feature_kind, cfg.data.pose_normalization, cfg.model.input_dim = HOLISTIC.name, False, 540  # as training resolves it
     vocab = Vocabulary.build([["text", "a", "b", "c"]])
     model = SignTranslationModel(540, len(vocab), SMALL, pose_layout=True).eval()
     rng = np.random.default_rng(0)

@@ -61,7 +61,9 @@ def guessed(dim: int) -> FeatureKind:
     return next((k for k in KNOWN.values() if k.dim == dim), None) or plain(dim)
 
 
-def declared(name: str, dim: int) -> FeatureKind:
-    """The kind a config or bundle names; ``auto`` (a bundle written before kinds were declared)
-    reads as the width's usual kind."""
+def config_kind(cfg) -> FeatureKind:
+    """The kind a resolved config (a trained bundle's, or one training has filled in) reads:
+    ``data.feature_kind`` at ``model.input_dim`` values a frame; ``auto`` (a bundle written before
+    kinds were declared) reads as the width's usual kind."""
+    name, dim = cfg.data.feature_kind, cfg.model.input_dim
     return guessed(dim) if name == AUTO else feature_kind(name, dim)

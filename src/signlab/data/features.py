@@ -21,7 +21,7 @@ from signlab import pose
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 from signlab.errors import SignlabError
-from signlab.kinds import AUTO, FeatureKind, feature_kind, guessed
+from signlab.kinds import AUTO, FeatureKind, config_kind, feature_kind, guessed
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,11 @@ class Preprocessor:
 
     kind: FeatureKind
     pose_normalize: bool = True
+
+    @classmethod
+    def for_config(cls, cfg) -> Preprocessor:
+        """The preprocessing a resolved gloss or sentence config asks for."""
+        return cls(config_kind(cfg), cfg.data.pose_normalization)
 
     @property
     def dim(self) -> int:

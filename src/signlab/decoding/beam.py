@@ -137,11 +137,12 @@ def beam_search(
                               torch.full((a, k), step, device=device)], 1)
         # a stable sort keeps the earlier of equal rankings first: finished, then ended, then open
         best = cand_rank.sort(dim=1, descending=True, stable=True).indices[:, :k]
-        fin_rank[live], fin_score[live] = cand_rank.gather(1, best), cand_score.gather(1, best)
+        rank = cand_rank.gather(1, best)
+        fin_rank[live], fin_score[live] = rank, cand_score.gather(1, best)
         fin_tokens[live] = cand_tokens.gather(1, best[..., None].expand(a, k, longest))
         fin_len[live] = cand_len.gather(1, best)
         # done: at the limit, or no open beam can end above the K-th finished hypothesis
-        kth = fin_rank[live, -1]
+        kth = rank[:, -1]
         settled = (kth > NEG_INF) & (kth >= scores.max(1).values.double() / penalty_at_limit[live])
         keep = (~(at_limit | settled)).nonzero()[:, 0]  # the one read-back a step
         if len(keep) < a:  # drop finished samples from the batch: no more work on them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -101,8 +102,8 @@ def ctc_prefix_beam_search(logits: Tensor, lengths: Tensor, beam_size: int = 4) 
         new_prefix = prefix.gather(1, beam[..., None].expand(b, k, t_max))
         new_plen = plen.gather(1, beam)
         label = top_c.gather(1, ((best - k) % n).clamp(min=0))
-        new_prefix.scatter_(2, new_plen[..., None].clamp(max=t_max - 1),
-                            torch.where(is_growth, label, new_prefix.gather(2, new_plen[..., None].clamp(max=t_max - 1))[..., 0])[..., None])
+        # a beam holds at most t labels before frame t, so slot plen is free: a growth writes its label there
+        new_prefix.scatter_(2, new_plen[..., None], torch.where(is_growth, label, -1)[..., None])
         new_blank = torch.where(is_growth, NEG_INF, stay_blank.gather(1, beam))
         new_label = torch.where(is_growth, grow.reshape(b, k * n).gather(1, (best - k).clamp(min=0)), stay_label.gather(1, beam))
         keep = (t < lengths)[:, None]  # samples still inside their clip
@@ -160,8 +161,7 @@ class CTCPrefixScorer:
 
     def select(self, index: Tensor) -> CTCPrefixScorer:
         """The scorer for rows ``index`` of this one (expansion to beams, reordering)."""
-        new = object.__new__(CTCPrefixScorer)
-        new.logp, new.lengths, new.eos, new.prefix_length = self.logp, self.lengths, self.eos, self.prefix_length
+        new = copy.copy(self)
         new.sample, new.r, new.prefix_score, new.last = self.sample[index], self.r[:, :, index], self.prefix_score[index], self.last[index]
         return new
 

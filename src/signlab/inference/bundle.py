@@ -19,7 +19,7 @@ from signlab.atomic import load_json, write_bytes, write_json
 from signlab.config import Config, RootConfig, parse_config, read_yaml_mapping
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
-from signlab.kinds import declared
+from signlab.kinds import config_kind
 from signlab.models import build_recognizer
 from signlab.vocab import Vocabulary
 
@@ -119,16 +119,22 @@ def check_bundle_files(path: Path, files: tuple[str, ...], kind: str) -> None:
         raise SignlabError(f"{path} is not a {kind} bundle: missing {', '.join(missing)}{hint}")
 
 
+def read_bundle_parts(path: Path, files: tuple[str, ...], kind: str, schema: type[C]) -> tuple[C, Vocabulary, FeatureStats]:
+    """A bundle's config, vocabulary and statistics, checked against each other: what every kind of
+    bundle has (``files`` must all be there)."""
+    check_bundle_files(path, files, kind)
+    config = read_bundle_config(path, schema)
+    vocab, stats = Vocabulary.load(path / "vocab.json"), FeatureStats.load(path / "stats.npz")
+    if config.model.input_dim != stats.dim:
+        raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
+    return config, vocab, stats
+
+
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     path = Path(path)
     if path.is_dir() and (path / "bank.npz").is_file():
         raise SignlabError(f"{path} is a sentence model bundle: use signlab translate / sentence predict")
-    check_bundle_files(path, BUNDLE_FILES, "model")
-    config = read_bundle_config(path, Config)
-    vocab = Vocabulary.load(path / "vocab.json")
-    stats = FeatureStats.load(path / "stats.npz")
-    if config.model.input_dim != stats.dim:
-        raise SignlabError(f"{path}: config says input_dim {config.model.input_dim} but stats.npz has {stats.dim} dims")
-    model = build_recognizer(config.model, stats.dim, len(vocab), stats, declared(config.data.feature_kind, stats.dim).pose)
+    config, vocab, stats = read_bundle_parts(path, BUNDLE_FILES, "model", Config)
+    model = build_recognizer(config.model, stats.dim, len(vocab), stats, config_kind(config).pose)
     load_weights(model, path, device, len(vocab))
     return Bundle(config, vocab, stats, model.to(device).eval(), read_metrics(path))

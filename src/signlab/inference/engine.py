@@ -18,6 +18,7 @@ from signlab.config import EngineConfig, SentenceConfig
 from signlab.data.features import (
     FeatureError,
     Preprocessor,
+    ScanResult,
     check_features,
 )
 from signlab.data.stats import FeatureStats
@@ -29,16 +30,16 @@ from signlab.inference.bank import (
     OnnxEncoder,
     Prototypes,
     TorchEncoder,
+    build_bank,
     encode_clips,
 )
 from signlab.inference.bundle import (
-    check_bundle_files,
     load_weights,
-    read_bundle_config,
+    read_bundle_parts,
     read_metrics,
 )
 from signlab.inference.decision import Candidate, Prediction
-from signlab.kinds import declared
+from signlab.kinds import config_kind
 from signlab.models.sentence import SignTranslationModel
 from signlab.vocab import Vocabulary
 
@@ -52,6 +53,14 @@ class InferenceEngine:
             raise SignlabError("the embedding bank is empty: index some clips first (signlab sentence index)")
         self.encoder, self.prep, self.bank, self.protos = encoder, prep, bank, prototypes
         self.cfg, self.seq_len, self.subsampling = cfg, seq_len, subsampling
+
+    @classmethod
+    def build(cls, model: SignTranslationModel, clips: ScanResult, prep: Preprocessor, cfg: SentenceConfig) -> InferenceEngine:
+        """An engine whose bank and prototypes are ``clips`` (scanned with ``prep``), on PyTorch."""
+        encoder = TorchEncoder(model)
+        bank = build_bank(encoder, clips, prep, cfg, model.subsampling)
+        return cls(encoder, prep, bank, bank.prototypes(cfg.engine.prototype_min_clips), cfg.engine, cfg.data.seq_len,
+                   model.subsampling)
 
     def with_config(self, cfg: EngineConfig) -> InferenceEngine:
         """The same engine deciding with ``cfg`` (e.g. calibrated thresholds)."""
@@ -73,8 +82,7 @@ class InferenceEngine:
         """Decide on one raw clip (T, D) as the extractor wrote it. Features that are not (T, D)
         finite numbers are a :class:`FeatureError` naming ``where``; a clip in which no signer
         is seen is rejected as ``no_signer``."""
-        clip = self.prepare(features, where)
-        return Prediction(False, "no_signer", None, None, 0.0, 0.0) if clip is None else self.predict_clips([clip], topk)[0]
+        return self.predict_clips([self.prepare(features, where)], topk)[0]
 
     def prepare(self, features: np.ndarray, where: str = "query") -> np.ndarray | None:
         """A raw clip checked and preprocessed; None when no signer is seen in it."""
@@ -90,11 +98,14 @@ class InferenceEngine:
         """Decide on one preprocessed clip."""
         return self.predict_clips([clip], topk)[0]
 
-    def predict_clips(self, clips: Sequence[np.ndarray], topk: int = 5) -> list[Prediction]:
-        """Decide on preprocessed clips, encoded in batches."""
-        embs, seqs = self.encode(clips)
-        return [self.decide(self.rank(e, q, topk), e, pose.mean_motion(c, self.prep.is_pose))
-                for c, e, q in zip(clips, embs, seqs)]
+    def predict_clips(self, clips: Sequence[np.ndarray | None], topk: int = 5) -> list[Prediction]:
+        """Decide on preprocessed clips, encoded in batches; None (from :meth:`prepare`: no signer
+        seen) is rejected as ``no_signer``."""
+        seen = [c for c in clips if c is not None]
+        embs, seqs = self.encode(seen) if seen else ((), ())
+        decided = iter([self.decide(self.rank(e, q, topk), e, pose.mean_motion(c, self.prep.is_pose))
+                        for c, e, q in zip(seen, embs, seqs)])
+        return [Prediction(False, "no_signer", None, None, 0.0, 0.0) if c is None else next(decided) for c in clips]
 
     def encode(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and DTW sequences of preprocessed clips, resampled as the bank's were."""
@@ -125,17 +136,15 @@ class SentenceBundle:
 
     @property
     def prep(self) -> Preprocessor:
-        return Preprocessor(declared(self.config.data.feature_kind, self.stats.dim), self.config.data.pose_normalization)
+        return Preprocessor.for_config(self.config)
 
 
 def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundle:
     path = Path(path)
     if (path / "model.safetensors").is_file() and not (path / "bank.npz").is_file():
         raise SignlabError(f"{path} is a gloss recognition bundle, not a sentence model: use signlab recognize / evaluate")
-    check_bundle_files(path, SENTENCE_BUNDLE_FILES, "sentence model")
-    config = read_bundle_config(path, SentenceConfig)
-    vocab, stats = Vocabulary.load(path / "vocab.json"), FeatureStats.load(path / "stats.npz")
-    model = SignTranslationModel(stats.dim, len(vocab), config.model, declared(config.data.feature_kind, stats.dim).pose)
+    config, vocab, stats = read_bundle_parts(path, SENTENCE_BUNDLE_FILES, "sentence model", SentenceConfig)
+    model = SignTranslationModel(stats.dim, len(vocab), config.model, config_kind(config).pose)
     load_weights(model, path, device, len(vocab))
     model.frontend.normalize.set_stats(stats.mean, stats.std)
     return SentenceBundle(config, vocab, stats, model.to(device).eval(), EmbeddingBank.load(path / "bank.npz"),

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from signlab.inference.decision import Prediction
 from signlab.inference.engine import (
     InferenceEngine,
     SentenceBundle,
@@ -79,15 +78,9 @@ class SentencePredictor(Predictor):
 
     def predict(self, clips: Sequence[np.ndarray | None]) -> list[dict[str, Any]]:
         seen = [c for c in clips if c is not None]
-        decisions = iter(self.engine.predict_clips(seen, self.topk) if seen else [])
         texts = iter(translate_clips(self.bundle, seen) if seen else [])
-        out = []
-        for c in clips:
-            if c is None:
-                out.append({**Prediction(False, "no_signer", None, None, 0.0, 0.0).as_dict(), "translation": None})
-            else:
-                out.append({**next(decisions).as_dict(), "translation": next(texts)})
-        return out
+        return [{**p.as_dict(), "translation": None if c is None else next(texts)}
+                for c, p in zip(clips, self.engine.predict_clips(clips, self.topk))]
 
 
 def load_predictor(run: str | Path, name: str | None = None, device: str = "cpu", backend: str = "torch") -> Predictor:

@@ -26,7 +26,6 @@ from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
-from signlab.kinds import declared
 from signlab.metrics import (
     WERResult,
     blank_counts,
@@ -52,7 +51,7 @@ class Recognizer:
         self.bundle, self.device = bundle, torch.device(device)
         self.config, self.vocab = bundle.config, bundle.vocab
         self.model = bundle.model.to(self.device).eval()
-        self.prep = Preprocessor(declared(self.config.data.feature_kind, bundle.stats.dim), self.config.data.pose_normalization)
+        self.prep = Preprocessor.for_config(self.config)
         self.decoding = decoding_options(self.config, **decoding)
 
     @classmethod

@@ -16,7 +16,7 @@ from signlab.atomic import write_json
 from signlab.data.dataset import pad_clips
 from signlab.data.features import scan_split
 from signlab.data.manifest import Sample
-from signlab.data.sentence import even_odd, sentence_key, variations
+from signlab.data.sentence import even_odd, has_text, sentence_key, variations
 from signlab.decoding.beam import beam_search
 from signlab.inference.bank import encode_clips
 from signlab.inference.engine import InferenceEngine, SentenceBundle
@@ -46,7 +46,7 @@ def normalised(text: str) -> str:
 def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, samples: Sequence[Sample], split: str,
                               output: str | Path | None = None) -> dict[str, Any]:
     prep, cfg = bundle.prep, bundle.config
-    result = scan_split(samples, prep, split, check=lambda s, x: None if s.text else ("no_text", f"{s.where}: no text"))
+    result = scan_split(samples, prep, split, check=has_text)
     clips = result.all_features(prep)
     truths = [sentence_key(s) for s in result.samples]
     keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}

@@ -207,7 +207,11 @@ class DecoderState:
     memory_mask: Tensor | None  # (B, 1, 1, S) keep-mask
     self_kv: list[SelfCache] | None = None  # per layer, grows by one position a step
     rows: Tensor | None = None  # the cache rows each row continues (None: its own)
-    length: int = 0
+
+    @property
+    def length(self) -> int:
+        """Positions decoded so far."""
+        return 0 if self.self_kv is None else self.self_kv[0].length
 
     def select(self, rows: Tensor, samples: Tensor | None = None) -> DecoderState:
         """The state of rows ``rows`` of this one (beams reordered within their samples), keeping
@@ -216,8 +220,7 @@ class DecoderState:
         if samples is not None:
             memory_kv = [(k.index_select(0, samples), v.index_select(0, samples)) for k, v in memory_kv]
             memory_mask = None if memory_mask is None else memory_mask.index_select(0, samples)
-        return DecoderState(memory_kv, memory_mask, self.self_kv, rows if self.rows is None else self.rows[rows],
-                            self.length)
+        return DecoderState(memory_kv, memory_mask, self.self_kv, rows if self.rows is None else self.rows[rows])
 
 
 class TransformerDecoder(nn.Module):
@@ -263,4 +266,4 @@ class TransformerDecoder(nn.Module):
                                state.rows)
             new_kv.append(kv)
         logits = self.output(self.norm(x[:, -1]))
-        return logits, DecoderState(state.memory_kv, state.memory_mask, new_kv, None, state.length + 1)
+        return logits, DecoderState(state.memory_kv, state.memory_mask, new_kv)

@@ -37,6 +37,7 @@ from signlab.inference.recognizer import (
     evaluate_samples,
     scan_for_wer,
 )
+from signlab.kinds import config_kind
 from signlab.losses import JointCTCAttentionLoss
 from signlab.metrics import blank_counts
 from signlab.models import build_recognizer, subsampled_lengths
@@ -46,7 +47,6 @@ from signlab.training.callbacks import TopCheckpoints, average_checkpoints
 from signlab.training.task import (
     PreparedData,
     Task,
-    config_kind,
     configure_optimizers,
     resolve_for_data,
     scan_train_dev,

@@ -29,6 +29,7 @@ from signlab.data.manifest import Sample, read_manifests
 from signlab.data.sentence import (
     ClassBalancedSampler,
     SentenceDataset,
+    has_text,
     sentence_collate,
     sentence_key,
     split_by_sentence,
@@ -37,7 +38,6 @@ from signlab.data.sentence import (
 )
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
-from signlab.inference.bank import TorchEncoder, build_bank
 from signlab.inference.bundle import save_bundle
 from signlab.inference.calibration import calibrated
 from signlab.inference.engine import (
@@ -46,6 +46,7 @@ from signlab.inference.engine import (
     load_sentence_bundle,
 )
 from signlab.inference.sentence_eval import evaluate_sentence_samples
+from signlab.kinds import config_kind
 from signlab.losses import SupConLoss
 from signlab.metrics import alignment_metrics, retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
@@ -53,7 +54,6 @@ from signlab.report import SENTENCE_PANELS
 from signlab.training.task import (
     PreparedData,
     Task,
-    config_kind,
     configure_optimizers,
     resolve_for_data,
     scan_train_dev,
@@ -95,8 +95,8 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     pose_layout = config_kind(cfg).pose
 
     def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
-        if not sample.text:
-            return "no_text", f"{sample.where}: the text / sentence column is empty"
+        if problem := has_text(sample, features):
+            return problem
         motion = pose.mean_motion(features, pose_layout) if cfg.data.motion_floor else None
         if motion is not None and motion < cfg.data.motion_floor:
             return "low_motion", f"{sample.where}: mean motion {motion:.2e} < {cfg.data.motion_floor:.2e}"
@@ -248,13 +248,11 @@ def build_sentence_bundle(out: Path, data: SentenceData, model: SignTranslationM
     """Bank and prototypes from the training clips, thresholds calibrated on dev (when asked),
     dev and test evaluated, everything written to ``out``."""
     cfg = data.config
-    encoder = TorchEncoder(model)
-    bank = build_bank(encoder, data.splits["train"], data.prep, cfg, model.subsampling)
-    protos = bank.prototypes(cfg.engine.prototype_min_clips)
-    engine = InferenceEngine(encoder, data.prep, bank, protos, cfg.engine, cfg.data.seq_len, model.subsampling)
+    engine = InferenceEngine.build(model, data.splits["train"], data.prep, cfg)
     if cfg.engine.calibration == "dev":
         engine_cfg, metrics["calibration"] = calibrated(engine, data.splits["dev"], data.prep)
         cfg, engine = cfg.model_copy(update={"engine": engine_cfg}), engine.with_config(engine_cfg)
+    bank, protos = engine.bank, engine.protos
     bundle = SentenceBundle(cfg, data.vocab, data.stats, model, bank, protos, metrics)
     for split, rows in (("dev", data.splits["dev"].samples), ("test", [s for s in samples if s.split == "test"])):
         if rows:
@@ -274,21 +272,13 @@ def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[s
         raise SignlabError(f"the manifest has no rows in the splits {', '.join(splits)}")
     prep, cfg = bundle.prep, bundle.config
 
-    def check(s: Sample, x: np.ndarray):
-        return None if s.text else ("no_text", f"{s.where}: no text")
-
-    result = scan_split(rows, prep, "index", check=check)
-    encoder = TorchEncoder(bundle.model)
-    bank = build_bank(encoder, result, prep, cfg, bundle.model.subsampling)
-    protos = bank.prototypes(cfg.engine.prototype_min_clips)
+    engine = InferenceEngine.build(bundle.model, scan_split(rows, prep, "index", check=has_text), prep, cfg)
+    bank, protos = engine.bank, engine.protos
     info: dict[str, Any] = {"clips": len(bank), "sentences": len(set(bank.sentences.tolist())), "prototypes": len(protos.keys)}
     if calibrate_on:
         in_bank = set(bank.clip_ids.tolist())
         held = scan([s for s in samples if s.split == calibrate_on and s.id not in in_bank and s.text], prep,
                     desc=f"calibrating on {calibrate_on}")
-        from signlab.inference.calibration import calibrated
-
-        engine = InferenceEngine(encoder, prep, bank, protos, cfg.engine, cfg.data.seq_len, bundle.model.subsampling)
         engine_cfg, info["calibration"] = calibrated(engine, held, prep)
         cfg.model_copy(update={"engine": engine_cfg}).save(run / "config.yaml")
     bank.save(run / "bank.npz")

@@ -34,7 +34,6 @@ from signlab.data.features import (
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
-from signlab.kinds import FeatureKind, declared
 from signlab.models import auto_subsampling
 from signlab.vocab import Vocabulary
 
@@ -111,17 +110,12 @@ def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
     return cfg
 
 
-def config_kind(cfg: RootConfig) -> FeatureKind:
-    """The feature kind a resolved config reads."""
-    return declared(cfg.data.feature_kind, cfg.model.input_dim)
-
-
 def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Check,
                    stats: FeatureStats | None) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
     """The train and dev rows of a resolved config scanned once with ``check`` (exclusions reported,
     an empty split an error): the kind's preprocessor, the splits, and the feature statistics
     (from train, unless given)."""
-    prep = Preprocessor(config_kind(cfg), cfg.data.pose_normalization)
+    prep = Preprocessor.for_config(cfg)
     running = RunningStats(prep.dim) if stats is None else None
     cache = int(cfg.data.cache_gb * 2**30)
     splits = {name: scan_split(r, prep, name, check=check, stats=running if name == "train" else None, cache_bytes=cache)
