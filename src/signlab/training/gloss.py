@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 from torchmetrics.text import WordErrorRate
 
-from signlab.config import Config, DecodingConfig, decoding_options, parse_config
+from signlab.config import Config, DecodingConfig, decoding_options
 from signlab.data.augment import AugmentedDataset, recipe
 from signlab.data.augment.mixing import BatchMix
 from signlab.data.dataset import (
@@ -47,7 +47,7 @@ from signlab.training.callbacks import TopCheckpoints, average_checkpoints
 from signlab.training.task import (
     PreparedData,
     Task,
-    configure_optimizers,
+    TaskModule,
     resolve_for_data,
     scan_train_dev,
 )
@@ -162,11 +162,11 @@ def epoch_wer(cfg: Config, wer: float, ctc_wer: float) -> float:
     return min(wer, ctc_wer) if cfg.decoding.choose_on_dev else wer
 
 
-class GlossRecognitionModule(L.LightningModule):
+class GlossRecognitionModule(TaskModule):
+    schema = Config
+
     def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
-        super().__init__()
-        self.save_hyperparameters(ignore=["stats"])  # the statistics live in RUN/stats.npz
-        self.cfg: Config = parse_config(config)
+        super().__init__(config, vocab_tokens, input_dim, stats)
         self.vocab = Vocabulary(vocab_tokens)
         self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats, config_kind(self.cfg).pose)
         m = self.cfg.model
@@ -241,8 +241,6 @@ class GlossRecognitionModule(L.LightningModule):
                 100 * ratio, self.current_epoch,
             )
 
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.cfg.training)
 
 
 def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
@@ -267,16 +265,11 @@ def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recog
 
 class GlossTask(Task):
     name, monitor, mode, panels = "gloss", "dev_wer", "min", PANELS
+    module_class, datamodule_class = GlossRecognitionModule, GlossDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: Config, vocab: Vocabulary | None,
                 stats: FeatureStats | None) -> PreparedData:
         return prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
-
-    def module(self, data: PreparedData) -> GlossRecognitionModule:
-        return GlossRecognitionModule(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-
-    def datamodule(self, data: PreparedData) -> GlossDataModule:
-        return GlossDataModule(data)
 
     def keep_best(self, data: PreparedData) -> int:
         return data.config.training.average_checkpoints

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from signlab import pose
-from signlab.config import SentenceConfig, parse_config
+from signlab.config import SentenceConfig
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
 from signlab.data.features import scan, scan_split
 from signlab.data.manifest import Sample, read_manifests
@@ -54,7 +54,7 @@ from signlab.report import SENTENCE_PANELS
 from signlab.training.task import (
     PreparedData,
     Task,
-    configure_optimizers,
+    TaskModule,
     resolve_for_data,
     scan_train_dev,
 )
@@ -163,11 +163,11 @@ class SentenceDataModule(L.LightningDataModule):
         return [loader("dev", True)] + ([loader("train", False)] if d.dev_against_train else [])
 
 
-class SentenceModule(L.LightningModule):
+class SentenceModule(TaskModule):
+    schema = SentenceConfig
+
     def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
-        super().__init__()
-        self.save_hyperparameters(ignore=["stats"])
-        self.cfg: SentenceConfig = parse_config(config, schema=SentenceConfig)
+        super().__init__(config, vocab_tokens, input_dim, stats)
         self.model = SignTranslationModel(input_dim, len(vocab_tokens), self.cfg.model, config_kind(self.cfg).pose)
         self.model.frontend.normalize.set_stats(stats.mean, stats.std)
         self.supcon = SupConLoss(self.cfg.loss.temperature)
@@ -221,22 +221,15 @@ class SentenceModule(L.LightningModule):
             self.log("val_ret_top1", r["top1"], prog_bar=True, sync_dist=True)
             self.log("val_ret_mrr", r["mrr"], sync_dist=True)
 
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.cfg.training)
 
 
 class SentenceTask(Task):
     name, monitor, mode, panels = "sentence", MONITOR, "max", SENTENCE_PANELS
+    module_class, datamodule_class = SentenceModule, SentenceDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: SentenceConfig, vocab: Vocabulary | None,
                 stats: FeatureStats | None) -> SentenceData:
         return prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats)
-
-    def module(self, data: SentenceData) -> SentenceModule:
-        return SentenceModule(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
-
-    def datamodule(self, data: SentenceData) -> SentenceDataModule:
-        return SentenceDataModule(data)
 
     def finish(self, out: Path, data: SentenceData, module: SentenceModule, trainer: L.Trainer,
                samples: Sequence[Sample], metrics: dict[str, Any]) -> None:

@@ -22,7 +22,13 @@ import lightning as L
 import torch
 
 from signlab.atomic import write_text
-from signlab.config import Config, RootConfig, SentenceConfig, TrainingConfig
+from signlab.config import (
+    Config,
+    RootConfig,
+    SentenceConfig,
+    TrainingConfig,
+    parse_config,
+)
 from signlab.data.features import (
     Check,
     Exclusion,
@@ -64,22 +70,39 @@ class PreparedData:
         write_text(path, buffer.getvalue())
 
 
+class TaskModule(L.LightningModule):
+    """What every task's Lightning module shares: its config, saved as hyper-parameters (the
+    statistics live in RUN/stats.npz), and the optimizer and schedule."""
+
+    schema: ClassVar[type[RootConfig]]
+
+    def __init__(self, config: dict[str, Any], vocab_tokens: list[str], input_dim: int, stats: FeatureStats):
+        super().__init__()
+        self.save_hyperparameters(ignore=["stats"])
+        self.cfg = parse_config(config, schema=self.schema)
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.cfg.training)
+
+
 class Task(ABC):
     name: ClassVar[str]
     monitor: ClassVar[str]  # the validation metric that picks the best epoch
     mode: ClassVar[str]  # "min" or "max"
     panels: ClassVar[tuple]  # training curves to plot (:func:`signlab.report.plot_training_curves`)
+    module_class: ClassVar[type[TaskModule]]
+    datamodule_class: ClassVar[type[L.LightningDataModule]]  # built from the PreparedData
 
     @abstractmethod
     def prepare(self, samples: Sequence[Sample], cfg: RootConfig, vocab: Vocabulary | None,
                 stats: FeatureStats | None) -> PreparedData:
         """Scan the rows training uses once; vocabulary and statistics from train unless given."""
 
-    @abstractmethod
-    def module(self, data: PreparedData) -> L.LightningModule: ...
+    def module(self, data: PreparedData) -> TaskModule:
+        return self.module_class(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
 
-    @abstractmethod
-    def datamodule(self, data: PreparedData) -> L.LightningDataModule: ...
+    def datamodule(self, data: PreparedData) -> L.LightningDataModule:
+        return self.datamodule_class(data)
 
     def keep_best(self, data: PreparedData) -> int:
         """How many best epochs to keep as checkpoints (more than one: for averaging)."""
