@@ -74,6 +74,32 @@ def test_incremental_decoding_equals_the_full_forward_pass():
         torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
 
 
+def test_the_pure_decoder_pass_the_export_traces_equals_teacher_forcing_and_steps():
+    torch.manual_seed(0)
+    model = small_hybrid()
+    enc = model.encode(torch.randn(2, 9, 16), torch.tensor([9, 6]))
+    tokens = torch.tensor([[SOS, 5, 6, 7], [SOS, 8, 9, 10], [SOS, 5, 9, 9], [SOS, 6, 6, 5]])  # 2 rows a sample
+    full = model.decoder(tokens, enc.out, enc.padding_mask)
+    kv, keep = model.decoder.memory_kv_t(enc.out), ~enc.padding_mask
+    heads, hd = 4, 8
+    past = [(torch.zeros(4, heads, hd, 0), torch.zeros(4, heads, 0, hd)) for _ in model.decoder.layers]
+    whole, _ = model.decoder.forward_with_past(tokens, past, kv, keep)
+    torch.testing.assert_close(whole, full, atol=1e-5, rtol=1e-5)
+    for t in range(tokens.size(1)):  # one position at a time, the keys and values carried along
+        logits, past = model.decoder.forward_with_past(tokens[:, t : t + 1], past, kv, keep)
+        torch.testing.assert_close(logits[:, 0], full[:, t], atol=1e-5, rtol=1e-5)
+    assert past[0][0].shape == (4, heads, hd, 4) and past[0][1].shape == (4, heads, 4, hd)
+
+
+def test_the_normalizer_zeroes_exactly_the_values_of_missing_landmarks(rng):
+    x = rng.normal(size=(3, 540)).astype(np.float32)
+    x[rng.random((3, 540)) < 0.5] = 0  # coordinates zero here and there, whole landmarks too
+    x[1, pose.PART_SLICES["right_hand"]] = 0
+    norm = FeatureNormalizer(540, pose_layout=True)
+    norm.set_stats(np.full(540, -1.0), np.ones(540))  # x + 1: zero only where masked
+    assert np.array_equal(norm(torch.from_numpy(x)).numpy() != 0, pose.value_mask(x))
+
+
 def test_joint_loss_is_the_weighted_sum_and_trains():
     torch.manual_seed(0)
     model = small_hybrid().train()

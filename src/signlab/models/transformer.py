@@ -79,6 +79,24 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(_heads(new[0, :, None], self.nhead), k, v)
         return self.out(_merge(y)), cache
 
+    def step_with_past(self, x: Tensor, past: Cache) -> tuple[Tensor, Cache]:
+        """New positions (N, L, D) attending causally to themselves and the P positions before them,
+        whose keys, transposed, (N, H, hd, P), and values (N, H, P, hd) are ``past``; returns the
+        output and the keys and values of all P + L positions the same way. A pure function of its
+        inputs, what the ONNX export traces (keys kept transposed, so no step copies them to
+        multiply); :meth:`step` is the in-place path the PyTorch beam search takes."""
+        q, k, v = (_heads(t, self.nhead) for t in self.qkv(x).chunk(3, dim=-1))
+        k_t, v = torch.cat([past[0], k.transpose(2, 3)], 3), torch.cat([past[1], v], 2)
+        length, total = q.size(2), v.size(2)
+        allowed = torch.arange(total, device=x.device)[None] <= torch.arange(length, device=x.device)[:, None] + (total - length)
+        return self.out(_merge(attend(q, k_t, v, allowed))), (k_t, v)
+
+
+def attend(q: Tensor, k_t: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+    """Scaled dot-product attention with transposed keys (..., hd, S) and a boolean mask."""
+    scores = (q @ k_t) * (q.size(-1) ** -0.5)
+    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+
 
 @dataclass
 class SelfCache:
@@ -132,14 +150,21 @@ class CrossAttention(nn.Module):
         """(N, L, D) queries against (B, H, S, hd) keys and values, N = B * rows per sample."""
         q = _heads(self.q(x), self.nhead)  # (N, H, L, hd)
         (n, h, length, hd), b = q.shape, kv[0].size(0)
-        if n != b:  # the rows of a sample become more query positions of one attention call
-            q = q.view(b, n // b, h, length, hd).transpose(1, 2).reshape(b, h, -1, hd)
+        # the rows of a sample become more query positions of one attention call (a view when N == B)
+        q = q.view(b, n // b, h, length, hd).transpose(1, 2).reshape(b, h, -1, hd)
         y = F.scaled_dot_product_attention(
             q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
-        if n != b:
-            y = y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd)
-        return self.out(_merge(y))
+        return self.out(_merge(y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd)))
+
+    def forward_transposed(self, x: Tensor, kv_t: Cache, keep: Tensor) -> Tensor:
+        """:meth:`forward` (no dropout) with transposed keys (B, H, hd, S), for the ONNX export;
+        ``keep`` (B, 1, 1, S) is True at valid frames."""
+        q = _heads(self.q(x), self.nhead)
+        (n, h, length, hd), b = q.shape, kv_t[0].size(0)
+        q = q.view(b, n // b, h, length, hd).transpose(1, 2).reshape(b, h, -1, hd)
+        y = attend(q, kv_t[0], kv_t[1], keep)
+        return self.out(_merge(y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd)))
 
 
 def feed_forward(d_model: int, dim_feedforward: int, dropout: float) -> nn.Sequential:
@@ -191,6 +216,13 @@ class DecoderLayer(nn.Module):
              rows: Tensor | None) -> tuple[Tensor, SelfCache]:
         h, cache = self.self_attn.step(self.norm1(x), cache, rows)
         return self._rest(x + self.drop(h), memory_kv, memory_mask), cache
+
+    def step_with_past(self, x: Tensor, memory_kv_t: Cache, keep: Tensor, past: Cache) -> tuple[Tensor, Cache]:
+        """:meth:`step` as a pure function (:meth:`SelfAttention.step_with_past`), keys transposed."""
+        h, kv = self.self_attn.step_with_past(self.norm1(x), past)
+        x = x + h
+        x = x + self.cross_attn.forward_transposed(self.norm2(x), memory_kv_t, keep)
+        return x + self.ff(self.norm3(x)), kv
 
     def _rest(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None) -> Tensor:
         x = x + self.drop(self.cross_attn(self.norm2(x), memory_kv, memory_mask))
@@ -267,3 +299,22 @@ class TransformerDecoder(nn.Module):
             new_kv.append(kv)
         logits = self.output(self.norm(x[:, -1]))
         return logits, DecoderState(state.memory_kv, state.memory_mask, new_kv)
+
+    def memory_kv_t(self, memory: Tensor) -> list[Cache]:
+        """Every layer's cross-attention keys, transposed, (B, H, hd, S), and values (B, H, S, hd)."""
+        return [(k.transpose(2, 3), v) for k, v in (layer.cross_attn.memory_kv(memory) for layer in self.layers)]
+
+    def forward_with_past(self, tokens: Tensor, past: list[Cache], memory_kv_t: list[Cache],
+                          memory_keep: Tensor) -> tuple[Tensor, list[Cache]]:
+        """(N, L) tokens after P decoded positions -> (N, L, V) logits, and every layer's keys
+        (transposed) and values of all P + L positions, (N, H, hd, P + L) and (N, H, P + L, hd).
+        ``past`` holds them for the P earlier positions, ``memory_kv_t`` is :meth:`memory_kv_t`,
+        ``memory_keep`` (B, S) is True at valid frames; N is a multiple of B, each sample's rows
+        consecutive. With P = 0 this is teacher forcing, with L = 1 one incremental step, without
+        dropout: a pure function of its inputs, the graph the ONNX export holds."""
+        x = self.pos(self.embed(tokens) * math.sqrt(self.d_model), offset=past[0][1].size(2))
+        keep, present = memory_keep[:, None, None, :], []
+        for layer, kv, before in zip(self.layers, memory_kv_t, past):
+            x, now = layer.step_with_past(x, kv, keep, before)
+            present.append(now)
+        return self.output(self.norm(x)), present
