@@ -4,11 +4,13 @@ The server runs as `signlab serve RUN` in its own process on 127.0.0.1; a bounde
 (a fixed number of requests and a time cap: it stops by itself) sends the test split's feature
 clips as `.npy` bodies from C client threads, each on its own keep-alive connection. A tenth of
 the requests are malformed (a wrong feature width): they must all be 4xx, and the others must not
-notice. Rows: micro-batching on (`--max-batch 16 --max-wait-ms 10`) and off (`--max-batch 1`), at
+notice. Rows: each backend (PyTorch, and ONNX Runtime on a copy of the bundle that `signlab export`
+wrote), micro-batching on (`--max-batch 16 --max-wait-ms 10`) and off (`--max-batch 1`), at
 concurrency 1, 8 and 32. Server RSS is read from /proc after ``--warmup`` requests (allocator
 and caches settled) and after the last request.
 
-    python benchmarks/bench_serve.py [--run runs/demo/hybrid] [--requests 400] [--time-cap 90] [--warmup 300]
+    python benchmarks/bench_serve.py [--run runs/demo/hybrid] [--backends torch,onnx] [--requests 400]
+                                     [--time-cap 90] [--warmup 300]
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import argparse
 import http.client
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -44,9 +48,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(run: Path, port: int, batch: int, wait_ms: float) -> subprocess.Popen:
+def start_server(run: Path, port: int, batch: int, wait_ms: float, backend: str) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "signlab.cli", "serve", str(run), "--port", str(port),
-                               "--max-batch", str(batch), "--max-wait-ms", str(wait_ms)],
+                               "--max-batch", str(batch), "--max-wait-ms", str(wait_ms), "--backend", backend],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -107,6 +111,24 @@ def load(port: int, name: str, bodies: list[tuple[bytes, bool]], concurrency: in
             "p50": np.percentile(ms, 50), "p95": np.percentile(ms, 95), "p99": np.percentile(ms, 99)}
 
 
+def serve_rows(run: Path, label: str, batch: int, wait: float, backend: str, bodies: list, args) -> list:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = start_server(run, port, batch, wait, backend)
+    rows = []
+    try:
+        load(port, run.name, bodies, max(map(int, args.concurrency.split(","))), args.warmup, args.time_cap)
+        before = rss_mib(server.pid)
+        for c in map(int, args.concurrency.split(",")):
+            rows.append((label, c, load(port, run.name, bodies, c, args.requests, args.time_cap)))
+        rows[-1][2]["rss"] = (before, rss_mib(server.pid))
+    finally:
+        server.terminate()
+        server.wait(30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "demo" / "hybrid",
@@ -114,6 +136,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per row")
     parser.add_argument("--time-cap", type=float, default=90.0, help="seconds per row at most")
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--backends", default="torch,onnx")
     parser.add_argument("--warmup", type=int, default=300, help="requests at the highest concurrency before measuring")
     args = parser.parse_args()
     if not (args.run / "model.safetensors").is_file():
@@ -126,25 +149,19 @@ def main() -> None:
     for i in range(0, len(bodies), 9):  # one in ten malformed: a wrong feature width
         bodies.insert(i, (npy(np.zeros((40, 7), np.float32)), False))
     rows = []
-    for label, batch, wait in (("micro-batching (16, 10 ms)", 16, 10.0), ("batch 1", 1, 0.0)):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = start_server(args.run, port, batch, wait)
-        try:
-            load(port, args.run.name, bodies, max(map(int, args.concurrency.split(","))), args.warmup, args.time_cap)
-            before = rss_mib(server.pid)
-            for c in map(int, args.concurrency.split(",")):
-                r = load(port, args.run.name, bodies, c, args.requests, args.time_cap)
-                rows.append((label, c, r))
-            after = rss_mib(server.pid)
-            rows[-1][2]["rss"] = (before, after)
-        finally:
-            server.terminate()
-            server.wait(30)
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            run = args.run
+            if backend == "onnx":
+                from signlab.export import export_bundle
 
+                run = Path(tmp) / args.run.name
+                shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints"))
+                export_bundle(run, lambda line: None)
+            for label, batch, wait in (("micro-batching (16, 10 ms)", 16, 10.0), ("batch 1", 1, 0.0)):
+                rows += serve_rows(run, f"{backend}, {label}", batch, wait, backend, bodies, args)
     table = Table(title=f"signlab serve {args.run} ({len(clips)} test clips as .npy, 1 in 10 requests malformed), "
-                        f"{os.cpu_count()} CPU cores, torch backend")
+                        f"{os.cpu_count()} CPU cores")
     for col in ("server", "clients", "requests", "req/s (good)", "p50 ms", "p95 ms", "p99 ms", "5xx", "lost",
                 "malformed -> 4xx", "good not 200", "server RSS MiB"):
         table.add_column(col, justify="left" if col == "server" else "right")
@@ -156,10 +173,20 @@ def main() -> None:
     Console(width=180).print(table)
     by = {(label, c): r for label, c, r in rows}
     top = max(map(int, args.concurrency.split(",")))
-    on, off = by[("micro-batching (16, 10 ms)", top)], by[("batch 1", top)]
-    Console(width=180).print(f"micro-batching at concurrency {top}: {(on['ok'] / on['wall']) / (off['ok'] / off['wall']):.2f}x "
-                             "the throughput of batch 1 (target >= 2x)")
 
+    def rate(label: str, c: int) -> float:
+        return by[(label, c)]["ok"] / by[(label, c)]["wall"]
+
+    out = Console(width=180)
+    for backend in args.backends.split(","):
+        out.print(f"{backend}: micro-batching at concurrency {top}: "
+                  f"{rate(f'{backend}, micro-batching (16, 10 ms)', top) / rate(f'{backend}, batch 1', top):.2f}x "
+                  "the throughput of batch 1 (target >= 2x)")
+    if {"torch", "onnx"} <= set(args.backends.split(",")):
+        batched = "micro-batching (16, 10 ms)"
+        for c in map(int, args.concurrency.split(",")):
+            ratio = rate(f"onnx, {batched}", c) / rate(f"torch, {batched}", c)
+            out.print(f"concurrency {c}, micro-batching: onnx {ratio:.2f}x the throughput of torch (target >= 1.3x)")
 
 if __name__ == "__main__":
     main()

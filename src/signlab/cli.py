@@ -88,6 +88,9 @@ def _train(manifest, out, config, set_, resume, features_dir, builtin: str, sche
         _print_metrics(run / "metrics.json", *([line] if line else []))
 
 
+Backend = Annotated[str, typer.Option(help="torch, or onnx: the bundle's exported graphs on ONNX Runtime (needs `signlab export`)")]
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run folder / model bundle")],
@@ -104,6 +107,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option()] = 32,
     phoenix_cleanup: Annotated[bool | None, typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
     features_dir: Annotated[Path | None, typer.Option()] = None,
+    backend: Backend = "torch",
 ) -> None:
     """WER of a trained model on one split of a manifest."""
     import json
@@ -119,13 +123,13 @@ def evaluate(
         rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
         if not rows:
             raise SignlabError(f"the manifest has no rows with split {split!r}")
-        table = compare_decoders(Recognizer.load(run), rows, split, batch_size=batch_size)
+        table = compare_decoders(Recognizer.load(run, backend=backend), rows, split, batch_size=batch_size)
         _console().print(decoding_table(table["results"], f"{run}: every decoding method on {split} "
                                                           f"({table['clips']} clips, encoder {table['encode_seconds']:.2f} s)"))
         if output is not None:
             write_json(output, table)
         return
-    results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, method=decode,
+    results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, backend, method=decode,
                            beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty,
                            length_bonus=length_bonus)
     _console().print_json(json.dumps(results))
@@ -216,6 +220,7 @@ def recognize(
     beam_size: Annotated[int | None, typer.Option()] = None,
     i3d_weights: Annotated[Path | None, typer.Option(help="for I3D models: the extraction checkpoint")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
+    backend: Backend = "torch",
 ) -> None:
     """Glosses signed in a video, with where each one was signed."""
     import time
@@ -226,7 +231,7 @@ def recognize(
 
     _writable(json_out)
     probe(video)  # a missing or unreadable video fails here, before the model loads
-    recognizer = Recognizer.load(model, device, method=decode, beam_size=beam_size)
+    recognizer = Recognizer.load(model, device, backend, method=decode, beam_size=beam_size)
     vf = video_features(video, recognizer.prep.kind, recognizer.config.extract, i3d_weights)
     started = time.perf_counter()
     transcript = recognizer.transcribe(vf.features, str(video))
@@ -246,10 +251,19 @@ def recognize(
         write_json(json_out, result)
 
 
+@app.command()
+def export(run: Annotated[Path, typer.Argument(help="run folder / model bundle (gloss or sentence)")]) -> None:
+    """Write the bundle's networks as ONNX (dynamic batch and length) into it, checked against
+    PyTorch on ONNX Runtime: a gloss bundle's encoder + CTC head and attention decoder, a sentence
+    bundle's encoder. `--backend onnx` then runs them."""
+    from signlab.export import export_bundle
+
+    export_bundle(run, _console().print)
+
+
 sentence_app = typer.Typer(no_args_is_help=True, help="Sentence translation and retrieval (the SignTalk workflow).")
 app.add_typer(sentence_app, name="sentence")
 Run = Annotated[Path, typer.Argument(help="run folder / sentence model bundle")]
-Backend = Annotated[str, typer.Option(help="encoder backend: torch or onnx (needs `signlab sentence export`)")]
 
 
 @sentence_app.command("train")
@@ -327,13 +341,8 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
 
 @sentence_app.command("export")
 def sentence_export(run: Run) -> None:
-    """Export the encoder to ONNX (dynamic batch and length), checked against PyTorch on ONNX Runtime."""
-    from signlab.export import export_onnx, onnx_runner, verify
-    from signlab.inference.engine import load_sentence_bundle
-
-    model = load_sentence_bundle(run).model
-    path = export_onnx(model, run / "encoder.onnx")
-    _console().print(f"{path}: max difference from PyTorch {verify(model, onnx_runner(path)):.1e} (ONNX Runtime)")
+    """Export the encoder to ONNX: the same as `signlab export RUN`."""
+    export(run)
 
 
 @sentence_app.command("demo")

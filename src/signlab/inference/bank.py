@@ -17,6 +17,7 @@ from signlab.data.dataset import pad_clips
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.sentence import sentence_key
 from signlab.errors import SignlabError
+from signlab.inference.onnx import onnx_session
 from signlab.models.frontend import subsampled_lengths
 from signlab.models.sentence import SignTranslationModel
 
@@ -40,13 +41,7 @@ class OnnxEncoder:
     """The exported encoder (``encoder.onnx``) on ONNX Runtime's CPU provider."""
 
     def __init__(self, path: str | Path):
-        import onnxruntime as ort
-
-        if not Path(path).is_file():
-            raise SignlabError(f"{path} not found: run `signlab sentence export RUN` first")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path)
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         emb, proj = self.session.run(None, {"features": features.astype(np.float32), "lengths": lengths.astype(np.int64)})

@@ -32,7 +32,7 @@ class Bundle:
     config: Config
     vocab: Vocabulary
     stats: FeatureStats
-    model: nn.Module
+    model: nn.Module  # or an OnnxGlossModel: the same calls (models.interface.GlossModel)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,11 +130,29 @@ def read_bundle_parts(path: Path, files: tuple[str, ...], kind: str, schema: typ
     return config, vocab, stats
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+def load_bundle(path: str | Path, device: str | torch.device = "cpu", backend: str = "torch") -> Bundle:
+    """A gloss bundle; ``backend="onnx"`` runs its exported graphs (``signlab export``) on ONNX
+    Runtime's CPU provider instead of the PyTorch model."""
     path = Path(path)
     if path.is_dir() and (path / "bank.npz").is_file():
         raise SignlabError(f"{path} is a sentence model bundle: use signlab translate / sentence predict")
     config, vocab, stats = read_bundle_parts(path, BUNDLE_FILES, "model", Config)
+    if check_backend(backend, device) == "onnx":
+        from signlab.inference.onnx import OnnxGlossModel
+
+        return Bundle(config, vocab, stats, OnnxGlossModel(path, config.model.subsampling, config.model.type != "tcn"),
+                      read_metrics(path))
     model = build_recognizer(config.model, stats.dim, len(vocab), stats, config_kind(config).pose)
     load_weights(model, path, device, len(vocab))
     return Bundle(config, vocab, stats, model.to(device).eval(), read_metrics(path))
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def check_backend(backend: str, device: str | torch.device) -> str:
+    if backend not in BACKENDS:
+        raise SignlabError(f"unknown backend {backend!r}: use torch or onnx")
+    if backend == "onnx" and torch.device(device).type != "cpu":
+        raise SignlabError(f"the onnx backend runs on ONNX Runtime's CPU provider, not on {device}: use --backend torch")
+    return backend

@@ -85,10 +85,10 @@ class SentencePredictor(Predictor):
 
 def load_predictor(run: str | Path, name: str | None = None, device: str = "cpu", backend: str = "torch") -> Predictor:
     """The predictor of a gloss or sentence bundle (a sentence bundle has ``bank.npz``); ``backend``
-    ``onnx`` runs a sentence bundle's exported encoder."""
+    ``onnx`` runs the bundle's exported graphs (``signlab export``) on ONNX Runtime."""
     run = Path(run)
     name = name or run.name
     if (run / "bank.npz").is_file():
         bundle = load_sentence_bundle(run, device)
         return SentencePredictor(name, bundle, InferenceEngine.from_bundle(bundle, run, backend, device))
-    return GlossPredictor(name, Recognizer.load(run, device))
+    return GlossPredictor(name, Recognizer.load(run, device, backend))

@@ -50,13 +50,16 @@ class Recognizer:
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", **decoding: Any):
         self.bundle, self.device = bundle, torch.device(device)
         self.config, self.vocab = bundle.config, bundle.vocab
-        self.model = bundle.model.to(self.device).eval()
+        model = bundle.model
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model  # else ONNX, on CPU
         self.prep = Preprocessor.for_config(self.config)
         self.decoding = decoding_options(self.config, **decoding)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", **decoding: Any) -> Recognizer:
-        return cls(load_bundle(path, device), device, **decoding)
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "torch",
+             **decoding: Any) -> Recognizer:
+        """The recogniser of a bundle; ``backend="onnx"`` runs its exported graphs (``signlab export``)."""
+        return cls(load_bundle(path, device, backend), device, **decoding)
 
     @torch.no_grad()
     def recognize(self, features: np.ndarray) -> list[str]:
@@ -142,13 +145,14 @@ def evaluate(
     batch_size: int = 32,
     phoenix_cleanup: bool | None = None,
     features_dir: str | Path | None = None,
+    backend: str = "torch",
     **decoding: Any,
 ) -> dict[str, Any]:
     """WER of a bundle on one split of a manifest; writes ``output`` and a hypotheses file beside it.
 
     ``decoding`` overrides the bundle's decoding settings (``method="joint"``, ``beam_size=8``...).
     """
-    recognizer = Recognizer.load(run, **decoding)
+    recognizer = Recognizer.load(run, backend=backend, **decoding)
     samples = [s for s in read_manifests(manifests, features_dir) if s.split == split]
     if not samples:
         raise SignlabError(f"the manifest has no rows with split {split!r}")
