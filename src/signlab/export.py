@@ -7,10 +7,11 @@ inference engine needs). A gloss bundle gets
 * ``encoder.onnx``: features and lengths in, CTC logits ``(B, T', V)``, their lengths and the
   encoder output ``(B, T', d)`` out;
 * with an attention decoder, ``decoder_memory.onnx``: the encoder output in, every decoder layer's
-  cross-attention keys and values out, computed once per clip; and ``decoder.onnx``: ``L`` new
-  tokens of ``N`` rows after ``P`` decoded positions (their keys and values, ``past``) in, the
-  logits and the new positions' keys and values out (:meth:`TransformerDecoder.forward_with_past`):
-  one graph for teacher forcing (``P = 0``) and for cached incremental steps (``L = 1``).
+  cross-attention keys (transposed) and values out, computed once per clip; and ``decoder.onnx``:
+  ``L`` new tokens of ``N`` rows after ``P`` decoded positions (their keys and values, ``past_*``)
+  in, the logits and the keys and values of all ``P + L`` positions (``present_*``) out
+  (:meth:`TransformerDecoder.forward_with_past`): one graph for teacher forcing (``P = 0``) and
+  for cached incremental steps (``L = 1``).
 
 Standardisation is inside the encoders. Every graph is checked against PyTorch on shapes it was not
 exported with.
