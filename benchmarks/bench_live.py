@@ -51,28 +51,6 @@ class SimulatedClock:
         return self.base + time.perf_counter() - self.started
 
 
-def build_stream(clips: list[np.ndarray], fps: float, pause_s: float, rng: np.random.Generator):
-    """Rows of the whole stream and each clip's first row in it."""
-    parts, starts, at, last = [], [], 0, None
-    for clip in clips:
-        rest = clip[0]
-        if last is not None:
-            ramp = last + (rest - last) * np.linspace(0, 1, 9)[1:, None]  # hands back to rest
-            parts.append(ramp.astype(np.float32))
-            at += len(ramp)
-        jitter = np.diff(clip[:4], axis=0).std(0) / np.sqrt(2)  # the clip's own resting jitter
-        hold = rest + rng.normal(0, 1, (round(pause_s * fps), len(rest))) * jitter
-        hold[:, rest == 0] = 0  # missing landmarks stay missing
-        parts.append(hold.astype(np.float32))
-        at += len(hold)
-        starts.append(at)
-        parts.append(clip)
-        at += len(clip)
-        last = clip[-1]
-    parts.append(np.repeat(last[None], round(pause_s * fps), 0))
-    return np.concatenate(parts), starts
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "demo" / "hybrid",
@@ -87,6 +65,7 @@ def main() -> None:
     if not (args.run / "model.safetensors").is_file():
         raise SystemExit(f"{args.run} is not a bundle: run `make demo` first, or pass --run")
     from signlab.data.manifest import read_manifest
+    from signlab.data.synthetic import stream_with_pauses
     from signlab.inference.predictor import load_predictor
     from signlab.inference.streaming import StreamingRecognizer
     from signlab.metrics import word_error_rate
@@ -99,7 +78,7 @@ def main() -> None:
     started = time.perf_counter()
     offline = [predictor.predict([predictor.prepare(c, s.id)])[0] for c, s in zip(clips, samples)]
     offline_s = time.perf_counter() - started
-    stream, starts = build_stream(clips, fps, args.pause, np.random.default_rng(args.seed))
+    stream, starts = stream_with_pauses(clips, fps, args.pause, np.random.default_rng(args.seed))
 
     clock = SimulatedClock()
     live = StreamingRecognizer(predictor, fps=fps, hop_s=args.hop, guard_s=args.guard, clock=clock)

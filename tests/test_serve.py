@@ -14,49 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 import uvicorn
 
-from signlab.config import SentenceConfig, SentenceModelConfig
-from signlab.data.stats import FeatureStats
 from signlab.extract.pipeline import video_features
-from signlab.inference.bank import TorchEncoder, encode_clips
-from signlab.inference.engine import InferenceEngine, SentenceBundle
 from signlab.inference.predictor import (
     GlossPredictor,
-    SentencePredictor,
     load_predictor,
 )
 from signlab.inference.recognizer import Recognizer
 from signlab.inference.sentence_eval import translate_clips
-from signlab.kinds import HOLISTIC
-from signlab.models.sentence import SignTranslationModel
 from signlab.service import Limits, create_app
-from signlab.vocab import Vocabulary
 from tests.conftest import REAL_DATA, needs_real_data
-
-SMALL = SentenceModelConfig(proj_dim=32, embed_dim=32, attn_heads=2, encoder_layers=1, encoder_ff_dim=64, decoder_layers=1)
-
-
-@pytest.fixture(scope="module")
-def sentence_predictor() -> SentencePredictor:
-    """An untrained sentence model with a bank of six clips: enough to serve, no training needed."""
-    torch.manual_seed(0)
-    cfg = SentenceConfig(model=SMALL)
-    cfg.data.feature_kind, cfg.data.pose_normalization, cfg.model.input_dim = HOLISTIC.name, False, 540  # as training resolves it
-    vocab = Vocabulary.build([["text", "a", "b", "c"]])
-    model = SignTranslationModel(540, len(vocab), SMALL, pose_layout=True).eval()
-    rng = np.random.default_rng(0)
-    clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
-    emb, seq = encode_clips(TorchEncoder(model), clips, 32, cfg.engine.dtw.frames, model.subsampling)
-    from signlab.inference.bank import EmbeddingBank
-
-    keys = np.array(["a", "a", "b", "b", "c", "c"])
-    bank = EmbeddingBank(emb, seq, keys, np.array([f"text {k}" for k in keys]), np.array([f"c{i}" for i in range(6)]))
-    bundle = SentenceBundle(cfg, vocab, FeatureStats(np.zeros(540, np.float32),
-                            np.ones(540, np.float32)), model, bank, bank.prototypes(), {})
-    engine = InferenceEngine(TorchEncoder(model), bundle.prep, bank, bank.prototypes(), cfg.engine, 32, model.subsampling)
-    return SentencePredictor("phrases", bundle, engine)
 
 
 def free_port() -> int:

@@ -261,6 +261,29 @@ def export(run: Annotated[Path, typer.Argument(help="run folder / model bundle (
     export_bundle(run, _console().print)
 
 
+@app.command()
+def live(
+    model: Annotated[Path, typer.Option(help="run folder / model bundle (gloss or sentence)")],
+    camera: Annotated[int | None, typer.Option(help="a camera: /dev/videoN (V4L2)")] = None,
+    url: Annotated[str | None, typer.Option(help="a stream: rtsp://, http://, ...")] = None,
+    video: Annotated[Path | None, typer.Option(help="a video file (as fast as it goes, or --realtime)")] = None,
+    features: Annotated[Path | None, typer.Option(help="a feature file (.npy), streamed at --fps")] = None,
+    realtime: Annotated[bool, typer.Option(help="play --video at its own frame rate, dropping frames when behind")] = False,
+    fps: Annotated[float | None, typer.Option(help="rows a second (default: the bundle's extraction rate)")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="write every event here, one JSON object a line")] = None,
+    hop: Annotated[float, typer.Option(help="seconds between partial hypotheses")] = 0.4,
+    model_complexity: Annotated[int | None, typer.Option(help="MediaPipe Holistic 0, 1 or 2 (default: the bundle's)")] = None,
+    backend: Backend = "torch",
+) -> None:
+    """Recognise while the person signs: partial glosses as they come, final ones when they are
+    stable or the signer pauses; sentence bundles decide once per pause-delimited segment."""
+    from signlab.live import LiveSource, run_live
+
+    _writable(jsonl)
+    run_live(model, LiveSource(camera, url, video, features, realtime, fps), jsonl, backend, hop, model_complexity,
+             _console())
+
+
 sentence_app = typer.Typer(no_args_is_help=True, help="Sentence translation and retrieval (the SignTalk workflow).")
 app.add_typer(sentence_app, name="sentence")
 Run = Annotated[Path, typer.Argument(help="run folder / sentence model bundle")]

@@ -468,3 +468,30 @@ def _category(sentence: Sentence) -> str:
     if sentence.text.endswith("?"):
         return "question"
     return "negation" if "NOT" in sentence.glosses else "statement"
+
+
+def stream_with_pauses(clips: list[np.ndarray], fps: float, pause_s: float,
+                       rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """Pose clips joined into one stream as a signer would sign them, with a rest before each: the
+    hands go back to rest over 8 frames and stay there ``pause_s`` (the next clip's first, resting
+    frame, with the jitter of that clip's own first frames). Returns the stream's rows and each
+    clip's first row in it. What live recognition is measured and tested on."""
+    parts, starts, at, last = [], [], 0, None
+    for clip in clips:
+        rest = clip[0]
+        if last is not None:
+            ramp = last + (rest - last) * np.linspace(0, 1, 9)[1:, None]
+            parts.append(ramp.astype(np.float32))
+            at += len(ramp)
+        jitter = np.diff(clip[:4], axis=0).std(0) / np.sqrt(2)
+        hold = rest + rng.normal(0, 1, (round(pause_s * fps), len(rest))) * jitter
+        hold[:, rest == 0] = 0  # missing landmarks stay missing
+        parts.append(hold.astype(np.float32))
+        at += len(hold)
+        starts.append(at)
+        parts.append(clip.astype(np.float32))
+        at += len(clip)
+        last = clip[-1]
+    if last is not None:
+        parts.append(np.repeat(last[None], round(pause_s * fps), 0).astype(np.float32))
+    return np.concatenate(parts), starts

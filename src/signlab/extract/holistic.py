@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -66,19 +66,27 @@ class HolisticExtractor:
                             min_tracking_confidence=min_tracking_confidence)
 
     def landmarks(self, frames: Iterable[np.ndarray]) -> HolisticLandmarks:
-        rows: list[tuple[np.ndarray, ...]] = []
+        rows = list(self.stream(frames))
+        if not rows:
+            raise SignlabError("no frames to run MediaPipe Holistic on")
+        return HolisticLandmarks(*(np.stack(parts) for parts in zip(*rows)))
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
+        """What Holistic finds in each frame as it comes (body, face, hands, world body), one
+        graph tracking from frame to frame; live recognition reads it this way."""
         # the graph's threads print start-up chatter whenever they get to it: hold fd 2 while it lives
         with native_stderr_filtered(), self._holistic.Holistic(**self.options) as graph:
             for frame in frames:
                 r = graph.process(frame)
-                rows.append((
-                    _landmarks(r.pose_landmarks, 33, True), _landmarks(r.face_landmarks, 468)[:468],
-                    _landmarks(r.left_hand_landmarks, 21), _landmarks(r.right_hand_landmarks, 21),
-                    _landmarks(r.pose_world_landmarks, 33, True),
-                ))
-        if not rows:
-            raise SignlabError("no frames to run MediaPipe Holistic on")
-        return HolisticLandmarks(*(np.stack(parts) for parts in zip(*rows)))
+                yield (_landmarks(r.pose_landmarks, 33, True), _landmarks(r.face_landmarks, 468)[:468],
+                       _landmarks(r.left_hand_landmarks, 21), _landmarks(r.right_hand_landmarks, 21),
+                       _landmarks(r.pose_world_landmarks, 33, True))
+
+
+def feature_row(body: np.ndarray, face: np.ndarray, left_hand: np.ndarray, right_hand: np.ndarray,
+                world: np.ndarray | None = None) -> np.ndarray:
+    """One frame's landmarks (:meth:`HolisticExtractor.stream`) as a (540,) row of :mod:`signlab.pose`'s layout."""
+    return HolisticLandmarks(body[None], face[None], left_hand[None], right_hand[None], body[None]).features()[0]
 
 
 # what MediaPipe's C++ side prints whenever a graph starts: XNNPACK, absl and TFLite chatter

@@ -148,6 +148,16 @@ def read_video(path: str | Path, opts: VideoOptions = VideoOptions()) -> np.ndar
     return np.stack(list(iter_frames(path, opts)))
 
 
+def stream_frames(container, fps: float | None) -> Iterator[np.ndarray]:
+    """Upright RGB frames of an open container's first video stream, resampled to ``fps`` (None:
+    every frame), as they decode: for sources that have no end to check (cameras, streams)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    source_fps = float(stream.average_rate or stream.base_rate or 25)
+    for frame in _resampled(_selected(container.decode(stream), source_fps, VideoOptions()), fps, source_fps):
+        yield _to_array(frame, VideoOptions())
+
+
 def _has_range(opts: VideoOptions) -> bool:
     return any(v is not None for v in (opts.start, opts.end, opts.start_time, opts.end_time))
 

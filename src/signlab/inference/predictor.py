@@ -38,6 +38,11 @@ class Predictor(ABC):
         return {"name": self.name, "task": self.task, "feature_kind": self.kind.name, "feature_dim": self.kind.dim,
                 "vocabulary_size": self.vocab_size, "metrics": splits}
 
+    @property
+    def max_frames(self) -> int | None:
+        """The longest clip the model reads as it is (longer ones are resampled); None: any length."""
+        return None
+
     @abstractmethod
     def prepare(self, features: np.ndarray, where: str) -> Any:
         """A raw (T, D) clip checked and preprocessed."""
@@ -54,6 +59,10 @@ class GlossPredictor(Predictor):
         b = recognizer.bundle
         super().__init__(name, recognizer.prep.kind, b.config, len(b.vocab), b.metrics)
         self.recognizer = recognizer
+
+    @property
+    def max_frames(self) -> int:
+        return self.config.data.max_frames
 
     def prepare(self, features: np.ndarray, where: str) -> np.ndarray:
         return self.recognizer.prepare(features, where)

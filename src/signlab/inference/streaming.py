@@ -9,7 +9,8 @@ landmarks to watch, and a segment ends only at the window limit). Only the curre
 kept, so memory is bounded by the window.
 
 * **Gloss bundles**: every ``hop_s`` of signing the bundle's decoder runs over the segment so far
-  (at most ``max_window_s``, the longest clip the model was trained on) and its glosses not yet
+  (at most ``max_window_s``: by default the longest clip the model reads as it is, with the still
+  frames around it) and its glosses not yet
   final are a *partial* event. Glosses become *final* early by local agreement: those in the
   common prefix of two consecutive partials whose CTC alignment ends at least ``guard_s`` before
   the newest frame. When the segment ends, the whole segment is decoded once more and the rest of
@@ -19,8 +20,8 @@ kept, so memory is bounded by the window.
   with its sentence and decision.
 
 Times are stream seconds (frame index / fps); ``emitted_at`` comes from ``clock`` (default: the
-wall clock since the first row), so ``latency_ms`` is how long after the last frame it covers an
-event was emitted, processing included.
+wall clock since the first row was pushed), so ``latency_ms`` is how long after the last frame
+it covers an event was emitted, processing included.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ class StreamingRecognizer:
         frames = lambda s: max(1, round(s * fps))  # noqa: E731
         self.hop, self.pause, self.preroll, self.guard, self.context = (frames(s) for s in (hop_s, pause_s, preroll_s,
                                                                                               guard_s, context_s))
-        # the longest clip the model saw in training, with the still frames around it
-        self.window = frames(max_window_s) if max_window_s else predictor.config.data.max_frames + 2 * self.preroll + self.pause
+        # the longest clip the model reads as it is, with the still frames around it
+        longest = predictor.max_frames or frames(12.0)
+        self.window = frames(max_window_s) if max_window_s else longest + 2 * self.preroll + self.pause
         self.motion = WristMotion(fps) if predictor.kind.pose else None
         self.threshold = motion_threshold
         if clock is None:
@@ -125,6 +127,8 @@ class StreamingRecognizer:
 
     def push(self, rows: np.ndarray) -> list[LiveEvent]:
         """One row (D,) or a chunk (n, D) of raw features, as the extractor writes them."""
+        if self.frames == 0:
+            self.clock()  # the default clock starts with the stream
         rows = np.asarray(rows, np.float32)
         rows = check_features(rows[None] if rows.ndim == 1 else rows, "live stream", self.dim)
         events: list[LiveEvent] = []
