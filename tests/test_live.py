@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import threading
 
 import numpy as np
@@ -165,3 +166,12 @@ def test_a_corrupt_video_source_is_a_one_line_error(tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 200)
     with pytest.raises(VideoError):
         open_source(video=bad)
+
+
+@needs_real_data()
+def test_cli_recognises_a_real_video_through_mediapipe(tiny_run, tmp_path):
+    r = run_cli("live", "--model", str(tiny_run), "--video", str(REAL_DATA / "wlasl_18068.mp4"),
+                "--jsonl", str(tmp_path / "events.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"\d+ rows in .* 0 frames dropped", r.stdout)  # a file read as fast as it goes drops nothing
+    assert (tmp_path / "events.jsonl").is_file()

@@ -121,7 +121,6 @@ class StreamingRecognizer:
         self.since_hop = 0  # rows since the last partial
         self.done: list[str] = []  # glosses of the rows held that are final already
         self.previous: list[str] | None = None  # the last partial's glosses after the final ones
-        self.skipped = 0  # decodes that found no signer
 
     # -- the stream ------------------------------------------------------------------------------
 
@@ -139,7 +138,7 @@ class StreamingRecognizer:
 
     def flush(self) -> list[LiveEvent]:
         """The end of the stream: an open segment ends here."""
-        return self._end_segment(len(self.rows)) if self.active else []
+        return self._end_segment(self.n) if self.active else []
 
     @property
     def rows(self) -> np.ndarray:
@@ -163,9 +162,9 @@ class StreamingRecognizer:
             self.active, self.still, self.since_hop, self.done, self.previous = True, 0, 0, [], None
         self.still = 0 if moving else self.still + 1
         if self.still >= self.pause:  # keep a few still frames after the last movement, as clips end
-            return self._end_segment(len(self.rows) - self.still + min(self.still, self.preroll))
+            return self._end_segment(self.n - self.still + min(self.still, self.preroll))
         self.since_hop += 1
-        if len(self.rows) >= self.window:
+        if self.n >= self.window:
             return self._cut()
         if self.gloss and self.since_hop >= self.hop:
             self.since_hop = 0
@@ -179,7 +178,6 @@ class StreamingRecognizer:
             clip = self.predictor.prepare(rows, "live stream")
         except FeatureError as exc:  # e.g. no shoulders in view: nothing to recognise
             log.debug("live: %s", exc)
-            self.skipped += 1
             return None
         return self.predictor.predict([clip])[0]
 
