@@ -170,8 +170,12 @@ def test_engine_decisions_and_their_reasons(engine_parts):
     assert ok.sentence == "a" and ok.reason in ("ok", "prototype_disagreement") and 0 < ok.confidence <= 1
     two_clips_one_sentence = [c for c in cands if c.sentence == "a"]
     assert len(two_clips_one_sentence) == 2  # the margin is to the best *other* sentence, not to clip k1
-    t, m, info = calibrate(engine, clips, ["a", "a", "b", "b", "c", "c"], target_precision=0.9)
+    t, m, info = calibrate(engine, clips, ["a", "a", "b", "b", "c", "c"], target_precision=0.9, target_rejection=0.5)
     assert info["precision"] >= 0.9 and info["coverage"] > 0
+    # each clip was also decided with its sentence out of the bank: an unknown sentence to refuse
+    assert info["unknown_clips"] == 6 and 0 <= info["unknown_rejection"] <= 1 and info["curve"]
+    emb, seq = engine.encode(clips[:1])
+    assert all(c.sentence != "a" for c in engine.rank(emb[0], seq[0], exclude="a"))
     with pytest.raises(SignlabError, match="empty"):
         InferenceEngine(encoder, Preprocessor(HOLISTIC), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
                         Prototypes(np.array([]), np.zeros((0, 32)), np.array([])), cfg, 32)
@@ -244,31 +248,50 @@ def test_sentence_training_with_two_ddp_processes(sentence_corpus, tmp_path):
     assert (tmp_path / "ddp" / "bank.npz").is_file()
 
 
+def _rows(rng, n, unknown=False):
+    top = np.round(rng.uniform(0.3, 0.9 if unknown else 1.0, n), 3)
+    gap = np.where(rng.random(n) < 0.1, np.nan, np.round(rng.uniform(0, 0.2, n), 3))
+    return {"top": top, "gap": gap, "gates": rng.random(n) < 0.8, "right": ~np.full(n, unknown) & (rng.random(n) < top)}
+
+
 def test_threshold_search_equals_trying_every_pair():
     rng = np.random.default_rng(3)
     for n in (1, 7, 60):
-        top = np.round(rng.uniform(0.3, 1.0, n), 3)
-        gap = np.where(rng.random(n) < 0.1, np.nan, np.round(rng.uniform(0, 0.2, n), 3))
-        proto, right = rng.random(n) < 0.8, rng.random(n) < top
-        if not (proto & np.isfinite(gap)).any():
+        known = _rows(rng, n)
+        if not (known["gates"] & np.isfinite(known["gap"])).any():
             continue
-        for target in (0.5, 0.9, 1.0):
-            best = None  # plain search: every threshold, then every margin, the first best kept
-            for t in np.unique(top):
-                for m in np.unique(np.concatenate([[0.0], gap[np.isfinite(gap)]])):
-                    accepted = (top >= t) & (gap >= m) & proto
-                    if accepted.any():
-                        precision, coverage = right[accepted].mean(), accepted.mean()
-                        key = (precision >= target, coverage if precision >= target else precision, -t)
+        for unknown in (None, _rows(rng, n + 3, unknown=True)):
+            for target, rejection in ((0.5, 0.5), (0.9, 0.9), (1.0, 0.99)):
+                best = None  # plain search: every threshold, then every margin, the first best kept
+                scores = known["top"] if unknown is None else np.concatenate([known["top"], unknown["top"]])
+                gaps = [known["gap"]] + ([] if unknown is None else [unknown["gap"]])
+                margins = np.unique(np.concatenate([[0.0], *(g[np.isfinite(g)] for g in gaps)]))
+                for t in np.unique(scores):
+                    for m in margins:
+                        accepted = (known["top"] >= t) & (known["gap"] >= m) & known["gates"]
+                        precision = known["right"][accepted].mean() if accepted.any() else 0.0
+                        coverage = accepted.mean()
+                        rejected = 1.0 if unknown is None else \
+                            1 - ((unknown["top"] >= t) & (unknown["gap"] >= m) & unknown["gates"]).mean()
+                        rejects = rejected >= rejection
+                        meets = rejects and precision >= target and coverage > 0
+                        key = (coverage > 0, meets, rejects, coverage if meets else precision if rejects else rejected, -t)
                         if best is None or key > best[0]:
                             best = (key, t, m, precision, coverage)
-            t, m, info = choose_thresholds(top, gap, proto, right, target)
-            assert (t, m, info["precision"], info["coverage"]) == pytest.approx(best[1:]), (n, target)
+                if best[4] == 0:
+                    with pytest.raises(SignlabError, match="accepts anything"):
+                        choose_thresholds(known, unknown, target, rejection)
+                    continue
+                t, m, info = choose_thresholds(known, unknown, target, rejection)
+                assert (t, m, info["precision"], info["coverage"]) == pytest.approx(best[1:]), (n, target)
+                if unknown is not None:
+                    assert info["curve"] and {"threshold", "accept_rate", "precision", "unknown_rejected"} <= set(info["curve"][0])
     many = rng.uniform(0, 1, 5000)  # past the grid: quantiles, still a valid pair
-    t, m, info = choose_thresholds(many, many / 10, many > 0, many > 0.5, 0.95, grid=64)
+    rows = {"top": many, "gap": many / 10, "gates": many > 0, "right": many > 0.5}
+    t, m, info = choose_thresholds(rows, None, 0.95, grid=64)
     assert info["precision"] >= 0.95 and info["coverage"] > 0
     with pytest.raises(SignlabError, match="accepts anything"):
-        choose_thresholds(top, np.full(len(top), np.nan), proto, right)
+        choose_thresholds({**known, "gap": np.full(len(known["top"]), np.nan)}, None)
 
 
 def test_summary_when_no_clip_is_accepted_says_so_instead_of_nan():
@@ -278,9 +301,24 @@ def test_summary_when_no_clip_is_accepted_says_so_instead_of_nan():
     r = {"retrieval": {"top1": 0.5, "mrr": 0.6}, "translation": {"wer": 50.0, "bleu": 20.0},
          "decisions": {"accept_rate": 0.0, "accepted_accuracy": None}}
     line = _sentence_line(r)
-    assert "engine accepts 0%, - of them right" in line and "nan" not in line
+    assert "engine accepts 0.0% of known, - of its answers right" in line and "nan" not in line
     row = {"backend": "torch", "top1": 0.5, "mrr": 0.6, "engine_top1": 0.5, "accept_rate": 0.0, "accepted_accuracy": None,
            "wer": 50.0, "bleu": 20.0, "ms_per_query": 1.0}
     console = Console(record=True, width=200)
     console.print(sentence_table([row]))
     assert "nan" not in console.export_text()
+
+
+def test_decision_metrics_count_unknown_sentences_as_refusals_to_make():
+    from signlab.inference.decision import Prediction
+    from signlab.inference.sentence_eval import decision_metrics
+
+    def p(sentence, accepted):
+        return Prediction(accepted, "ok" if accepted else "low_similarity", sentence, sentence, 0.9, 1.0)
+
+    preds = [p("a", True), p("b", False), p("a", True), p("c", True), p("a", False)]
+    truths = ["a", "b", "b", "x", "y"]  # x and y are not in the phrase book
+    d = decision_metrics(preds, truths, np.array([True, True, True, False, False]))
+    assert d["engine_top1"] == pytest.approx(2 / 3) and d["accept_rate"] == pytest.approx(2 / 3)
+    assert d["accepted_accuracy"] == pytest.approx(1 / 3)  # a right; a for b wrong; c for the unknown x wrong
+    assert d["unknown_rejected"] == 0.5 and (d["known_clips"], d["unknown_clips"]) == (3, 2)

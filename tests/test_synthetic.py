@@ -72,3 +72,17 @@ def test_corpus_manifest_has_the_design_format_and_splits_by_signer(tmp_path):
     assert {r["signer"] for r in rows if r["split"] == "test"}.isdisjoint({r["signer"] for r in rows if r["split"] == "train"})
     assert len({r["sentence_id"] for r in rows}) == 2  # a fixed pool of sentences, signed by everyone
     assert np.load(tmp_path / rows[0]["features"]).shape[1] == 540
+
+
+def test_a_phrase_book_of_near_duplicates_and_sentences_outside_it(tmp_path):
+    spec = CorpusSpec(train_signers=1, dev_signers=0, test_signers=2, clips_per_signer=6, sentence_pool=6,
+                      near_duplicates=True, unknown_sentences=2, seed=4)
+    rows = list(csv.DictReader(generate_corpus(tmp_path, spec).open()))
+    book = [tuple(r["glosses"].split()) for r in rows if r["split"] == "train"]
+    assert len(set(book)) == 6
+    for a, b in zip(book[0::2], book[1::2]):  # pairs that differ in one sign, at one place, and in their text
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+    texts = {r["text"] for r in rows if r["split"] == "train"}
+    outside = [r for r in rows if r["split"] == "test" and r["text"] not in texts]
+    assert len(outside) == 2 * 2  # each test signer signs each unknown sentence once
+    assert {r["sentence_id"] for r in outside}.isdisjoint({r["sentence_id"] for r in rows if r["split"] == "train"})

@@ -339,8 +339,9 @@ def sentence_index(run: Run, manifest: Manifests,
     if "calibration" in info:
         c = info["calibration"]
         out.print(f"thresholds calibrated on {calibrate_on} ({c['clips']} clips): sim_threshold {c['sim_threshold']:.3f}, "
-                  f"sim_margin {c['sim_margin']:.3f}; accepts {c['coverage']:.0%}, {c['precision']:.1%} of them right "
-                  f"-> {run / 'config.yaml'}")
+                  f"sim_margin {c['sim_margin']:.3f}; accepts {c['coverage']:.0%}, {c['precision']:.1%} of them right"
+                  + (f", refuses {c['unknown_rejection']:.0%} of them left out of the bank" if "unknown_rejection" in c else "")
+                  + f" -> {run / 'config.yaml'}")
 
 
 @sentence_app.command("predict")
@@ -461,9 +462,11 @@ def _gloss_line(r: dict) -> str:
 def _sentence_line(r: dict) -> str:
     from signlab.demo import percent
 
-    return (f"retrieval top-1 {r['retrieval']['top1']:.3f} (MRR {r['retrieval']['mrr']:.3f}); engine accepts "
-            f"{r['decisions']['accept_rate']:.0%}, {percent(r['decisions']['accepted_accuracy'])} of them right; "
-            f"translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
+    d, retrieval = r["decisions"], r["retrieval"]
+    unknown = f"; refuses {percent(d.get('unknown_rejected'))} of {d['unknown_clips']} unknown" if d.get("unknown_clips") else ""
+    found = f"retrieval top-1 {retrieval['top1']:.3f} (MRR {retrieval['mrr']:.3f}); " if retrieval else ""
+    return (f"{found}engine accepts {percent(d['accept_rate'])} of known, {percent(d['accepted_accuracy'])} of its answers "
+            f"right{unknown}; translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
 
 
 def _print_metrics(path: Path, line=_gloss_line) -> None:

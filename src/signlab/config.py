@@ -238,6 +238,8 @@ class EngineConfig(_Section):
     prototype_slack: float = 0.05
     calibration: Literal["off", "dev"] = Field("dev", description="choose sim_threshold / sim_margin on the dev clips")
     target_precision: float = Field(0.95, gt=0, le=1, description="calibration: accepted answers this often right")
+    target_rejection: float = Field(0.9, ge=0, le=1, description="calibration: sentences outside the phrase book "
+                                    "this often rejected (measured by leaving each dev clip's sentence out)")
     dtw: DTWConfig = DTWConfig()
 
 

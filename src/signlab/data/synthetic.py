@@ -405,6 +405,8 @@ class CorpusSpec:
     extra_nouns: int = 0  # grows the vocabulary beyond the base ~46 glosses
     sentence_pool: int = 0  # 0: a fresh sentence for every clip; N: N fixed sentences, each signed by everyone
     sentence_glosses: tuple[int, int] | None = None  # (shortest, longest): clauses joined into long sentences
+    near_duplicates: bool = False  # the pool is pairs of sentences that differ in one sign (and in their text)
+    unknown_sentences: int = 0  # sentences outside the pool, each signed once by every test signer
     seed: int = 0
 
 
@@ -421,6 +423,7 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
     rng = np.random.default_rng([spec.seed, 1])
     splits = ["train"] * spec.train_signers + ["dev"] * spec.dev_signers + ["test"] * spec.test_signers
     pool = _sentence_pool(grammar, spec, rng)
+    unknown = _unknown_sentences(grammar, spec, pool, rng)
     rows = []
     jobs = []
     for k, split in enumerate(splits):
@@ -429,6 +432,8 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
             picks = [pool[i % len(pool)] for i in range(spec.clips_per_signer)]
         else:
             picks = [_sample(grammar, spec, rng) for _ in range(spec.clips_per_signer)]
+        if split == "test":
+            picks += unknown
         jobs.extend((k, split, signer, i, sentence) for i, sentence in enumerate(picks))
     sentence_ids: dict[Sentence, int] = {}
     for k, split, signer, i, sentence in track(jobs, description="rendering synthetic signers", transient=True):
@@ -452,12 +457,33 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
 
 
 def _sentence_pool(grammar: Grammar, spec: CorpusSpec, rng: np.random.Generator) -> list[Sentence]:
+    """``spec.sentence_pool`` distinct sentences; with ``near_duplicates``, pairs that differ in one
+    sign at one place (and so in their text): "ME COFFEE DRINK" and "ME WATER DRINK"."""
     pool: list[Sentence] = []
     while len(pool) < spec.sentence_pool:
         s = _sample(grammar, spec, rng)
-        if s not in pool:
+        if s in pool:
+            continue
+        if not spec.near_duplicates:
             pool.append(s)
-    return pool
+            continue
+        twin = next((t for t in (_sample(grammar, spec, rng) for _ in range(5000)) if t not in pool and t != s
+                     and len(t.glosses) == len(s.glosses) and sum(a != b for a, b in zip(s.glosses, t.glosses)) == 1
+                     and t.text != s.text), None)
+        if twin is not None:
+            pool += [s, twin]
+    return pool[: spec.sentence_pool]
+
+
+def _unknown_sentences(grammar: Grammar, spec: CorpusSpec, pool: list[Sentence],
+                       rng: np.random.Generator) -> list[Sentence]:
+    """Sentences the phrase book does not hold (and whose text it does not hold either)."""
+    texts, out = {s.text for s in pool}, []
+    while len(out) < spec.unknown_sentences:
+        s = _sample(grammar, spec, rng)
+        if s not in pool and s not in out and s.text not in texts:
+            out.append(s)
+    return out
 
 
 def _sample(grammar: Grammar, spec: CorpusSpec, rng: np.random.Generator) -> Sentence:

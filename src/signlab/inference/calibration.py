@@ -1,5 +1,9 @@
-"""Choosing the engine's thresholds on held-out clips: the (similarity threshold, margin) pair
-that accepts the most clips while keeping accepted answers at least ``target_precision`` correct."""
+"""Choosing the engine's thresholds on held-out clips of known sentences, and of sentences the
+phrase book does not hold: each held-out clip is decided twice, once against the whole bank and
+once with its own sentence left out of the bank and the prototypes (leave-sentences-out), which
+makes it a clip of an unknown sentence whose nearest phrases are the others, its near-duplicates
+among them. The (similarity threshold, margin) pair accepts the most known clips while keeping
+accepted answers ``target_precision`` right and rejecting ``target_rejection`` of the unknown."""
 
 from __future__ import annotations
 
@@ -16,28 +20,53 @@ from signlab.errors import SignlabError
 from signlab.inference.engine import InferenceEngine
 
 
-def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequence[str],
-              target_precision: float = 0.95) -> tuple[float, float, dict[str, float]]:
-    """(sim_threshold, sim_margin) that accept the most validation clips while keeping accepted
-    answers at least ``target_precision`` correct (the most precise pair if none reaches it)."""
-    if not len(clips):
-        raise SignlabError("no validation clips to calibrate the thresholds on")
+def calibration_rows(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequence[str],
+                     leave_out: bool) -> dict[str, np.ndarray]:
+    """Per clip, what the thresholds act on: the top score, the margin to the next sentence (NaN:
+    no other), whether the other gates pass, and whether the top sentence is right; ``leave_out``:
+    with the clip's own sentence out of the bank (nothing is right then)."""
     embs, seqs = engine.encode(clips)
     rows = []
     for clip, emb, seq, truth in zip(clips, embs, seqs, truths):
-        cands = engine.rank(emb, seq)
-        p = engine.decide(cands, emb, pose.mean_motion(clip, engine.prep.is_pose), threshold=-1.0, margin=0.0)
-        rows.append((cands[0].similarity, p.margin, p.reason != "prototype_disagreement", p.sentence == truth))
-    return choose_thresholds(*(np.array(x) for x in zip(*rows)), target_precision=target_precision)
+        exclude = truth if leave_out else None
+        cands = engine.rank(emb, seq, exclude=exclude)
+        if not cands:  # the bank holds no other sentence
+            continue
+        p = engine.decide(cands, emb, pose.mean_motion(clip, engine.prep.is_pose), threshold=-1.0, margin=0.0,
+                          exclude=exclude)
+        rows.append((cands[0].similarity, p.margin, p.reason not in ("prototype_disagreement", "low_motion"),
+                     p.sentence == truth))
+    top, gap, gates, right = (np.array(x) for x in zip(*rows)) if rows else (np.zeros(0),) * 4
+    return {"top": top.astype(float), "gap": gap.astype(float), "gates": gates.astype(bool), "right": right.astype(bool)}
 
 
-def choose_thresholds(top: np.ndarray, gap: np.ndarray, proto_ok: np.ndarray, right: np.ndarray,
-                      target_precision: float = 0.95, grid: int = 256) -> tuple[float, float, dict[str, float]]:
-    """The (threshold, margin) pair of :func:`calibrate`, from each clip's top score, margin to
-    the next sentence (NaN: never accepted), prototype agreement and correctness.
+def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequence[str],
+              target_precision: float = 0.95, target_rejection: float = 0.9) -> tuple[float, float, dict[str, Any]]:
+    """(sim_threshold, sim_margin) for held-out clips of known sentences, and what they give (see
+    :func:`choose_thresholds`), with the curve over thresholds at the chosen margin."""
+    if not len(clips):
+        raise SignlabError("no validation clips to calibrate the thresholds on")
+    known = calibration_rows(engine, clips, truths, leave_out=False)
+    unknown = calibration_rows(engine, clips, truths, leave_out=True) if len(set(truths)) > 1 or \
+        len(set(engine.bank.sentences.tolist())) > 1 else None
+    return choose_thresholds(known, unknown, target_precision, target_rejection)
 
-    Candidate values are the clips' own scores and margins (rounded to 1e-4), at most ``grid``
-    of each (quantiles beyond that); ties go to the lowest threshold, then the lowest margin."""
+
+def _operating(rows: dict[str, np.ndarray], t: float | np.ndarray, margins: np.ndarray) -> np.ndarray:
+    """(margins, clips) accepted at threshold ``t``."""
+    return (rows["top"] >= t) & (rows["gap"] >= margins[:, None]) & rows["gates"]
+
+
+def choose_thresholds(known: dict[str, np.ndarray], unknown: dict[str, np.ndarray] | None,
+                      target_precision: float = 0.95, target_rejection: float = 0.9,
+                      grid: int = 256) -> tuple[float, float, dict[str, Any]]:
+    """The (threshold, margin) pair that accepts the most ``known`` clips while keeping accepted
+    answers ``target_precision`` right and rejecting ``target_rejection`` of the ``unknown`` (when
+    given). When no pair meets both, the targets give way in that order: the pair that rejects
+    enough unknown and is the most precise, else the one that rejects the most (a pair that
+    accepts nothing is never chosen). Candidate values
+    are the clips' own scores and margins (rounded to 1e-4; at most ``grid`` quantiles of each);
+    ties go to the lowest threshold, then the lowest margin."""
 
     def values(x: np.ndarray) -> np.ndarray:
         x = np.round(x[np.isfinite(x)], 4)
@@ -45,30 +74,58 @@ def choose_thresholds(top: np.ndarray, gap: np.ndarray, proto_ok: np.ndarray, ri
             x = np.quantile(x, np.linspace(0, 1, grid), method="lower")
         return np.unique(x)
 
-    margins = np.unique(np.concatenate([[0.0], values(gap)]))
-    best = None
-    for t in values(top):  # every margin at once for each threshold: (margins, clips)
-        accepted = (top >= t) & (gap >= margins[:, None]) & proto_ok
+    def measures(t, margins):
+        accepted = _operating(known, t, margins)
         n = accepted.sum(1)
-        if not n.any():
-            continue
-        precision = (accepted & right).sum(1) / np.maximum(n, 1)
-        meets = precision >= target_precision
-        score = np.where(meets, n / len(top), precision)
-        usable = (n > 0) & (meets == meets[n > 0].max())
-        i = int(np.argmax(np.where(usable, score, -np.inf)))
-        key = (bool(meets[i]), float(score[i]), -float(t))
-        if best is None or key > best[0]:
-            best = (key, float(t), float(margins[i]), float(precision[i]), float(n[i] / len(top)))
-    if best is None:
-        raise SignlabError("calibration found no threshold that accepts anything")
-    return best[1], best[2], {"precision": best[3], "coverage": best[4], "clips": len(top)}
+        precision = np.where(n > 0, (accepted & known["right"]).sum(1) / np.maximum(n, 1), 0.0)
+        rejection = np.ones(len(margins)) if unknown is None or not len(unknown["top"]) else \
+            1 - _operating(unknown, t, margins).mean(1)
+        return n / len(known["top"]), precision, rejection
+
+    scores = known["top"] if unknown is None else np.concatenate([known["top"], unknown["top"]])
+    margins = np.unique(np.concatenate([[0.0], values(known["gap"])] + ([] if unknown is None else [values(unknown["gap"])])))
+    best = None
+    for t in values(scores):
+        coverage, precision, rejection = measures(t, margins)
+        rejects = rejection >= target_rejection
+        meets = rejects & (precision >= target_precision) & (coverage > 0)
+        # lexicographic: accepts something, meets both, rejects enough, then what matters most in that case
+        key = np.stack([coverage > 0, meets, rejects, np.where(meets, coverage, np.where(rejects, precision, rejection))], 1)
+        i = max(range(len(margins)), key=lambda k: tuple(key[k]))  # first of equals: the lowest margin
+        candidate = (tuple(key[i]), -float(t))
+        if best is None or candidate > best[0]:
+            best = (candidate, float(t), float(margins[i]), float(precision[i]), float(coverage[i]), float(rejection[i]))
+    if best is None or best[4] == 0:
+        raise SignlabError("calibration found no threshold that accepts anything: no held-out clip passes the "
+                           "other gates (motion, prototypes) or has a margin to the next sentence")
+    _, t, m, precision, coverage, rejection = best
+    info: dict[str, Any] = {"precision": precision, "coverage": coverage, "clips": len(known["top"]),
+                            "targets_met": bool(best[0][0][1])}
+    if unknown is not None:
+        info.update(unknown_rejection=rejection, unknown_clips=len(unknown["top"]),
+                    curve=threshold_curve(known, unknown, m))
+    return t, m, info
+
+
+def threshold_curve(known: dict[str, np.ndarray], unknown: dict[str, np.ndarray], margin: float,
+                    points: int = 41) -> list[dict[str, float]]:
+    """Accept rate and precision on known clips, rejection of unknown ones, over thresholds (at
+    ``margin``): the operating curve calibration chose its point on."""
+    scores = np.concatenate([known["top"], unknown["top"]])
+    out = []
+    for t in np.unique(np.round(np.quantile(scores, np.linspace(0, 1, points)), 4)):
+        accepted = _operating(known, t, np.array([margin]))[0]
+        rejected = ~_operating(unknown, t, np.array([margin]))[0]
+        out.append({"threshold": float(t), "accept_rate": float(accepted.mean()),
+                    "precision": float((accepted & known["right"]).sum() / accepted.sum()) if accepted.any() else None,
+                    "unknown_rejected": float(rejected.mean()) if len(rejected) else None})
+    return out
 
 
 def calibrated(engine: InferenceEngine, held_out: ScanResult, prep: Preprocessor) -> tuple[EngineConfig, dict[str, Any]]:
     """The engine's config with thresholds calibrated on ``held_out`` clips (a new config; the
     engine is left as it is), and what the calibration found."""
     t, m, info = calibrate(engine, held_out.all_features(prep), [sentence_key(s) for s in held_out.samples],
-                           engine.cfg.target_precision)
+                           engine.cfg.target_precision, engine.cfg.target_rejection)
     return engine.cfg.model_copy(update={"sim_threshold": round(t, 4), "sim_margin": round(m, 4)}), \
         {"sim_threshold": t, "sim_margin": m, **info}

@@ -64,10 +64,14 @@ class Prediction:
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
 
 
-def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarray, topk: int = 5) -> list[Candidate]:
-    """Candidates of an encoded clip (embedding, DTW sequence), best first."""
+def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarray, topk: int = 5,
+         exclude: str | None = None) -> list[Candidate]:
+    """Candidates of an encoded clip (embedding, DTW sequence), best first; ``exclude``: as if the
+    bank did not hold that sentence (calibration's unknown sentences)."""
     frames = bank.sequences.shape[1]
     cosine = bank.embeddings @ emb
+    if exclude is not None:
+        cosine = np.where(bank.sentences == exclude, -np.inf, cosine)
     n = min(len(cosine), max(topk, cfg.dtw.topk if cfg.dtw.enabled else topk))
     top = np.argpartition(-cosine, n - 1)[:n]
     top = top[np.argsort(-cosine[top])]
@@ -80,12 +84,14 @@ def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarra
             blended[i] = cfg.dtw.alpha * cosine[j] + (1 - cfg.dtw.alpha) * (1 - d / 2)
     order = np.argsort(-blended, kind="stable")
     return [Candidate(r + 1, str(bank.clip_ids[top[i]]), str(bank.sentences[top[i]]), str(bank.texts[top[i]]),
-                      float(blended[i]), float(cosine[top[i]]), distances[i]) for r, i in enumerate(order)]
+                      float(blended[i]), float(cosine[top[i]]), distances[i]) for r, i in enumerate(order)
+            if np.isfinite(cosine[top[i]])]
 
 
 def decide(candidates: list[Candidate], emb: np.ndarray, motion: float, prototypes: Prototypes, cfg: EngineConfig,
-           threshold: float | None = None, margin: float | None = None) -> Prediction:
-    """The decision on ranked candidates (``threshold`` / ``margin`` override the config's)."""
+           threshold: float | None = None, margin: float | None = None, exclude: str | None = None) -> Prediction:
+    """The decision on ranked candidates (``threshold`` / ``margin`` override the config's;
+    ``exclude``: a sentence whose prototype does not count, as in :func:`rank`)."""
     threshold = cfg.sim_threshold if threshold is None else threshold
     margin_needed = cfg.sim_margin if margin is None else margin
     if motion < cfg.motion_floor:
@@ -101,6 +107,8 @@ def decide(candidates: list[Candidate], emb: np.ndarray, motion: float, prototyp
     proto_sim, proto_ok = None, True
     if top in prototypes.position:
         sims = prototypes.vectors @ emb
+        if exclude in prototypes.position:
+            sims[prototypes.position[exclude]] = -np.inf
         proto_sim = float(sims[prototypes.position[top]])
         nearest = str(prototypes.keys[int(sims.argmax())])
         proto_ok = nearest == top and proto_sim >= threshold - cfg.prototype_slack

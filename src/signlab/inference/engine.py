@@ -116,13 +116,14 @@ class InferenceEngine:
         emb, seq = self.encode([clip])
         return self.rank(emb[0], seq[0], topk), emb[0]
 
-    def rank(self, emb: np.ndarray, seq: np.ndarray, topk: int = 5) -> list[Candidate]:
-        """Candidates of an encoded clip (embedding, DTW sequence), best first."""
-        return decision.rank(self.bank, self.cfg, emb, seq, topk)
+    def rank(self, emb: np.ndarray, seq: np.ndarray, topk: int = 5, exclude: str | None = None) -> list[Candidate]:
+        """Candidates of an encoded clip (embedding, DTW sequence), best first (``exclude``: as if
+        the bank did not hold that sentence)."""
+        return decision.rank(self.bank, self.cfg, emb, seq, topk, exclude)
 
-    def decide(self, candidates: list[Candidate], emb: np.ndarray, motion: float,
-               threshold: float | None = None, margin: float | None = None) -> Prediction:
-        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin)
+    def decide(self, candidates: list[Candidate], emb: np.ndarray, motion: float, threshold: float | None = None,
+               margin: float | None = None, exclude: str | None = None) -> Prediction:
+        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin, exclude)
 
 @dataclass
 class SentenceBundle:

@@ -19,6 +19,7 @@ from signlab.data.manifest import Sample
 from signlab.data.sentence import even_odd, has_text, sentence_key, variations
 from signlab.decoding.beam import beam_search
 from signlab.inference.bank import encode_clips
+from signlab.inference.decision import Prediction
 from signlab.inference.engine import InferenceEngine, SentenceBundle
 from signlab.metrics import alignment_metrics, bleu, retrieval_metrics, word_error_rate
 from signlab.vocab import tokenize_words
@@ -43,28 +44,43 @@ def normalised(text: str) -> str:
     return " ".join(tokenize_words(text))
 
 
+def decision_metrics(preds: Sequence[Prediction], truths: Sequence[str], known: np.ndarray) -> dict[str, Any]:
+    """What the engine's decisions come to: on clips of phrase-book sentences (``known``), top-1 and
+    how many are accepted; over every accepted answer, how many are right (an accepted clip of an
+    unknown sentence is wrong); of the unknown clips, how many are refused. None where there is
+    nothing to count (JSON has no NaN)."""
+    right = np.array([p.sentence == t for p, t in zip(preds, truths)])
+    accepted = np.array([p.accepted for p in preds])
+
+    def mean(x: np.ndarray) -> float | None:
+        return float(x.mean()) if len(x) else None
+
+    return {"engine_top1": mean(right[known]), "accept_rate": mean(accepted[known]),
+            "accepted_accuracy": mean(right[accepted]), "known_clips": int(known.sum()),
+            "unknown_clips": int((~known).sum()), "unknown_rejected": mean(~accepted[~known]),
+            "reasons": dict(Counter(p.reason for p in preds))}
+
+
 def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, samples: Sequence[Sample], split: str,
                               output: str | Path | None = None) -> dict[str, Any]:
+    """Retrieval (clips of phrase-book sentences), alignment, decisions (:func:`decision_metrics`:
+    clips of sentences the bank does not hold must be refused) and translation of every clip."""
     prep, cfg = bundle.prep, bundle.config
     result = scan_split(samples, prep, split, check=has_text)
     clips = result.all_features(prep)
     truths = [sentence_key(s) for s in result.samples]
-    keys = {k: i for i, k in enumerate(sorted(set(truths) | set(bundle.bank.sentences.tolist())))}
+    phrase_book = set(engine.bank.sentences.tolist())
+    known = np.array([t in phrase_book for t in truths])  # the others are sentences the engine must refuse
+    keys = {k: i for i, k in enumerate(sorted(set(truths) | phrase_book))}
     emb, seqs = engine.encode(clips)
-    retrieval = retrieval_metrics(emb, np.array([keys[t] for t in truths]), bundle.bank.embeddings,
-                                  np.array([keys[k] for k in bundle.bank.sentences.tolist()]))
+    retrieval = retrieval_metrics(emb[known], np.array([keys[t] for t in truths])[known], engine.bank.embeddings,
+                                  np.array([keys[k] for k in engine.bank.sentences.tolist()])) if known.any() else {}
     halves = [even_odd(c) for c in clips]
     a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
     alignment = alignment_metrics(a, b)
     preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c, prep.is_pose)) for c, e, q in zip(clips, emb, seqs)]
-    accepted = [p.sentence == t for p, t in zip(preds, truths) if p.accepted]
-    decisions = {
-        "engine_top1": float(np.mean([p.sentence == t for p, t in zip(preds, truths)])),
-        "accept_rate": len(accepted) / len(preds),
-        "accepted_accuracy": float(np.mean(accepted)) if accepted else None,  # JSON has no NaN
-        "reasons": dict(Counter(p.reason for p in preds)),
-    }
+    decisions = decision_metrics(preds, truths, known)
     hyps = translate_clips(bundle, clips)
     refs = [normalised(s.text) for s in result.samples]
     accept_any = [any(normalised(v) == h for v in variations(s)) for s, h in zip(result.samples, hyps)]

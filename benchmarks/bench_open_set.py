@@ -1,0 +1,140 @@
+"""The sentence engine in the open set: known sentences, near-duplicates, sentences it must refuse.
+
+Reads a sentence run and its corpus (default: `make sentence-demo`'s: 20 pairs of phrase-book
+sentences that differ in one sign, 8 training signers in the bank, 2 dev signers to calibrate on, 2
+unseen test signers who also sign 15 sentences the phrase book does not hold). For each engine
+setting (DTW frames, DTW weight, candidates re-ranked), the bank is rebuilt from the training
+clips, the thresholds are calibrated on the dev clips with their sentences left out in turn
+(leave-sentences-out: the negatives), and the test clips are decided. The reference: plain DTW
+nearest neighbour on the body-normalised hand and wrist landmarks, no learning, its distance
+threshold and margin calibrated the same way.
+
+    python benchmarks/bench_open_set.py [--run runs/sentence_demo/model] [--manifest runs/sentence_demo/data/manifest.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = [(16, 0.65, 5), (32, 0.4, 5), (32, 0.1, 10), (64, 0.2, 10)]  # (frames, cosine weight alpha, top-k); first: default
+
+
+def hands(clip: np.ndarray) -> np.ndarray:
+    """(T, 132): both hands' 21 points and the wrists, x y z, in shoulder widths (missing: zeros)."""
+    from signlab import pose
+
+    pts = pose.points(clip)
+    idx = [pose.LEFT_WRIST, pose.RIGHT_WRIST, *range(pose.POSE_POINTS, pose.POSE_POINTS + 2 * pose.HAND_POINTS)]
+    return pts[:, idx].reshape(len(clip), -1).astype(np.float64)
+
+
+def dtw_reference(train, queries, truths_train, leave_out):
+    """Per query: the nearest training clip's sentence by DTW on the hands, its score (minus the
+    distance per step) and the margin to the next sentence's best; ``leave_out``: per query, a
+    sentence to ignore (or None)."""
+    from dtaidistance import dtw_ndim
+
+    series = [np.ascontiguousarray(s) for s in train + queries]
+    n = len(train)
+    block = ((0, n), (n, len(series)))  # rows: training clips, columns: queries (the upper triangle)
+    d = dtw_ndim.distance_matrix_fast(series, block=block, inner_dist="euclidean", parallel=True)
+    rows = []
+    for q in range(len(queries)):
+        dist = d[:n, n + q] / np.array([len(train[i]) + len(queries[q]) for i in range(n)])
+        best: dict[str, float] = {}
+        for i in np.argsort(dist):
+            if truths_train[i] != leave_out[q]:
+                best.setdefault(truths_train[i], float(dist[i]))
+        ranked = sorted(best.items(), key=lambda kv: kv[1])
+        gap = ranked[1][1] - ranked[0][1] if len(ranked) > 1 else np.nan
+        rows.append((ranked[0][0], -ranked[0][1], gap))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "sentence_demo" / "model")
+    parser.add_argument("--manifest", type=Path, default=None, help="default: the run's ../data/manifest.csv")
+    args = parser.parse_args()
+    manifest = args.manifest or args.run.parent / "data" / "manifest.csv"
+    if not (args.run / "bank.npz").is_file():
+        raise SystemExit(f"{args.run} is not a sentence bundle: run `make sentence-demo` first, or pass --run")
+    logging.disable(logging.WARNING)
+    from signlab import pose
+    from signlab.data.features import scan_split
+    from signlab.data.manifest import read_manifest
+    from signlab.data.sentence import has_text, sentence_key
+    from signlab.inference.calibration import calibrated, choose_thresholds
+    from signlab.inference.engine import InferenceEngine, load_sentence_bundle
+    from signlab.inference.sentence_eval import decision_metrics
+
+    bundle = load_sentence_bundle(args.run)
+    prep, samples = bundle.prep, read_manifest(manifest)
+    split = {name: scan_split([s for s in samples if s.split == name], prep, name, check=has_text, report=False)
+             for name in ("train", "dev", "test")}
+    truths = {name: [sentence_key(s) for s in split[name].samples] for name in split}
+    clips = {name: split[name].all_features(prep) for name in split}
+    book = set(truths["train"])
+    known = np.array([t in book for t in truths["test"]])
+    results = []
+    for frames, alpha, topk in SETTINGS:
+        cfg = bundle.config.model_copy(deep=True)
+        cfg.engine.dtw.frames, cfg.engine.dtw.alpha, cfg.engine.dtw.topk = frames, alpha, topk
+        engine = InferenceEngine.build(bundle.model, split["train"], prep, cfg)
+        engine = engine.with_config(calibrated(engine, split["dev"], prep)[0])
+        emb, seqs = engine.encode(clips["test"])
+        started = time.perf_counter()
+        preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c, prep.is_pose))
+                 for c, e, q in zip(clips["test"], emb, seqs)]
+        ms = 1000 * (time.perf_counter() - started) / len(preds)
+        results.append((f"signlab engine: DTW {frames} frames, cosine weight {alpha}, top {topk}"
+                        + (" (default)" if (frames, alpha, topk) == SETTINGS[0] else ""),
+                        decision_metrics(preds, truths["test"], known), ms))
+
+    # the reference: DTW nearest neighbour on the hands, thresholds calibrated on dev the same way
+    train_h, started = [hands(c) for c in clips["train"]], time.perf_counter()
+    cal = {}
+    for leave in (False, True):
+        rows = dtw_reference(train_h, [hands(c) for c in clips["dev"]], truths["train"],
+                             truths["dev"] if leave else [None] * len(clips["dev"]))
+        cal[leave] = {"top": np.array([r[1] for r in rows]), "gap": np.array([r[2] for r in rows]),
+                      "gates": np.ones(len(rows), bool), "right": np.array([r[0] == t and not leave
+                                                                            for r, t in zip(rows, truths["dev"])])}
+    t, m, _ = choose_thresholds(cal[False], cal[True], bundle.config.engine.target_precision,
+                                bundle.config.engine.target_rejection)
+    rows = dtw_reference(train_h, [hands(c) for c in clips["test"]], truths["train"], [None] * len(clips["test"]))
+    ms = 1000 * (time.perf_counter() - started) / (len(clips["dev"]) * 2 + len(clips["test"]))
+    right = np.array([r[0] == truth for r, truth in zip(rows, truths["test"])])
+    accepted = np.array([r[1] >= t and (not np.isfinite(r[2]) or r[2] >= m) for r in rows])
+    results.append(("plain DTW nearest neighbour on the hands (no learning)", {
+        "engine_top1": float(right[known].mean()), "accept_rate": float(accepted[known].mean()),
+        "accepted_accuracy": float(right[accepted].mean()) if accepted.any() else None,
+        "unknown_rejected": float((~accepted[~known]).mean()) if (~known).any() else None}, ms))
+
+    table = Table(title=f"{args.run}: {known.sum()} test clips of phrase-book sentences, {(~known).sum()} of sentences "
+                        f"outside it, unseen signers; thresholds calibrated on dev with sentences left out; "
+                        f"{os.cpu_count()} CPU cores")
+    for col in ("decider", "known top-1", "known accepted", "right when accepted", "unknown rejected", "ms / query"):
+        table.add_column(col, justify="left" if col == "decider" else "right")
+
+    def pct(v):
+        return "-" if v is None else f"{v:.1%}"
+
+    for name, d, ms in results:
+        table.add_row(name, f"{d['engine_top1']:.3f}", pct(d["accept_rate"]), pct(d["accepted_accuracy"]),
+                      pct(d["unknown_rejected"]), f"{ms:.1f}")
+    Console(width=180).print(table)
+    print("targets: known top-1 >= 0.99, right when accepted >= 95%, unknown rejected >= 90%")
+
+
+if __name__ == "__main__":
+    main()
