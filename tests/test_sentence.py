@@ -157,6 +157,9 @@ def test_engine_rejects_a_motionless_clip_with_low_motion(engine_parts):
     moving = engine.predict(clips[2])
     assert moving.reason != "low_motion" and moving.candidates[0].clip_id == "k2"  # a bank clip finds itself
     assert moving.candidates[0].dtw_distance == pytest.approx(0.0, abs=1e-3)
+    wide = engine.predict(clips[2], topk=6)  # more than dtw.topk: every candidate re-ranked alike
+    assert all(c.dtw_distance is not None for c in wide.candidates) and len(wide.candidates) == 6
+    assert [c.similarity for c in wide.candidates] == sorted((c.similarity for c in wide.candidates), reverse=True)
 
 
 def test_engine_decisions_and_their_reasons(engine_parts):

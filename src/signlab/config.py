@@ -226,7 +226,7 @@ class DTWConfig(_Section):
     enabled: bool = True
     frames: int = Field(16, ge=2, description="bank and query sequences are resampled to this length")
     alpha: float = Field(0.65, ge=0, le=1, description="weight of the cosine similarity; DTW gets 1 - alpha")
-    topk: int = Field(5, ge=1)
+    topk: int = Field(5, ge=1, description="candidates by cosine that DTW re-ranks (at least; a query asking for more gets them all re-ranked)")
 
 
 class EngineConfig(_Section):

@@ -78,7 +78,7 @@ def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarra
     blended, distances = cosine[top].astype(np.float64), [None] * n
     if cfg.dtw.enabled:
         query = seq.astype(np.float64)
-        for i, j in enumerate(top[: cfg.dtw.topk]):
+        for i, j in enumerate(top):  # every candidate returned: scores the decision compares must be alike
             d = dtw_distance(query, bank.sequences[j]) / frames  # mean step distance, 0 to 2
             distances[i] = float(d)
             blended[i] = cfg.dtw.alpha * cosine[j] + (1 - cfg.dtw.alpha) * (1 - d / 2)
