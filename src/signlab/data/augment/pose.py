@@ -50,16 +50,22 @@ class RandomRotation3D(PointTransform):
 
     def move(self, pts, rng):
         limits = np.radians(np.broadcast_to(self.degrees, 3))
-        ax, ay, az = rng.uniform(-limits, limits)
-        rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-        ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-        rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-        rot = (rz @ ry @ rx).astype(pts.dtype)
-        absolute = pts.copy()
-        absolute[..., 2] += _depth_anchors(pts)
-        turned = absolute @ rot.T
-        turned[..., 2] -= _depth_anchors(turned)  # back to MediaPipe's relative depths
-        return turned
+        return rotate(pts, *rng.uniform(-limits, limits))
+
+
+def rotate(pts: np.ndarray, ax: float, ay: float, az: float) -> np.ndarray:
+    """(T, 169, 3) body-relative points turned by ``ax``, ``ay``, ``az`` radians about the x, y
+    and z axes through the origin (the shoulders' midpoint), depths made absolute first so that
+    hands and face turn with the body and keep their shape."""
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    rot = (rz @ ry @ rx).astype(pts.dtype)
+    absolute = pts.copy()
+    absolute[..., 2] += _depth_anchors(pts)
+    turned = absolute @ rot.T
+    turned[..., 2] -= _depth_anchors(turned)  # back to MediaPipe's relative depths
+    return turned
 
 
 class RandomPoseScale(PointTransform):
