@@ -188,7 +188,7 @@ def main() -> None:
     rest = np.setdiff1d(np.arange(len(turned)), few)
     held = ScanResult([split["test"].samples[i] for i in few], [len(turned[i]) for i in few], [turned[i] for i in few])
     rows = []
-    for name, eng in (("thresholds from dev (another camera)", engine),
+    for name, eng in (("thresholds from dev (the original camera)", engine),
                       (f"re-calibrated on {args.recalibrate_clips} clips of the new camera",
                        engine.with_config(calibrated(engine, held, prep)[0]))):
         for what, idx in (("original camera", rest), (f"camera turned {args.camera_yaw:g} degrees", rest)):
