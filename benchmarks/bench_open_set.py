@@ -87,7 +87,6 @@ def main() -> None:
     if not (args.run / "bank.npz").is_file():
         raise SystemExit(f"{args.run} is not a sentence bundle: run `make sentence-demo` first, or pass --run")
     logging.disable(logging.WARNING)
-    from signlab import pose
     from signlab.data.features import scan_split
     from signlab.data.manifest import read_manifest
     from signlab.data.sentence import has_text, sentence_key
@@ -109,10 +108,9 @@ def main() -> None:
         cfg.engine.dtw.frames, cfg.engine.dtw.alpha, cfg.engine.dtw.topk = frames, alpha, topk
         engine = InferenceEngine.build(bundle.model, split["train"], prep, cfg)
         engine = engine.with_config(calibrated(engine, split["dev"], prep)[0])
-        emb, seqs = engine.encode(clips["test"])
+        enc = engine.encode(clips["test"])
         started = time.perf_counter()
-        preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c, prep.is_pose))
-                 for c, e, q in zip(clips["test"], emb, seqs)]
+        preds = engine.decide_encoded(clips["test"], enc)
         ms = 1000 * (time.perf_counter() - started) / len(preds)
         results.append((f"signlab engine: DTW {frames} frames, cosine weight {alpha}, top {topk}"
                         + (" (default)" if (frames, alpha, topk) == SETTINGS[0] else ""),
@@ -193,8 +191,7 @@ def main() -> None:
                        engine.with_config(calibrated(engine, held, prep)[0]))):
         for what, idx in (("original camera", rest), (f"camera turned {args.camera_yaw:g} degrees", rest)):
             use = [clips["test"][i] for i in idx] if what == "original camera" else [turned[i] for i in idx]
-            emb, seqs = eng.encode(use)
-            preds = [eng.decide(eng.rank(e, q), e, pose.mean_motion(c, prep.is_pose)) for c, e, q in zip(use, emb, seqs)]
+            preds = eng.decide_encoded(use, eng.encode(use))
             rows.append((name, what, decision_metrics(preds, [truths["test"][i] for i in idx], known[idx])))
     camera = Table(title=f"a new camera set-up: the {len(rest)} test clips not used to re-calibrate")
     for col in ("thresholds", "clips", "known top-1", "known accepted", "right when accepted", "unknown rejected"):

@@ -63,9 +63,9 @@ def sentence_predictor():
     model = SignTranslationModel(540, len(vocab), SMALL, pose_layout=True).eval()
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
-    emb, seq = encode_clips(TorchEncoder(model), clips, 32, cfg.engine.dtw.frames, model.subsampling)
+    enc = encode_clips(TorchEncoder(model), clips, 32, cfg.engine.dtw.frames, model.subsampling)
     keys = np.array(["a", "a", "b", "b", "c", "c"])
-    bank = EmbeddingBank(emb, seq, keys, np.array([f"text {k}" for k in keys]), np.array([f"c{i}" for i in range(6)]))
+    bank = EmbeddingBank(enc.embeddings, enc.sequences, keys, np.array([f"text {k}" for k in keys]), np.array([f"c{i}" for i in range(6)]))
     bundle = SentenceBundle(cfg, vocab, FeatureStats(np.zeros(540, np.float32),
                             np.ones(540, np.float32)), model, bank, bank.prototypes(), {})
     engine = InferenceEngine(TorchEncoder(model), bundle.prep, bank, bank.prototypes(), cfg.engine, 32, model.subsampling)

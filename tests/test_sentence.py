@@ -24,9 +24,19 @@ from signlab.data.sentence import (
 from signlab.data.synthetic import CorpusSpec, generate_corpus
 from signlab.errors import SignlabError
 from signlab.export import export_onnx, onnx_runner, verify
-from signlab.inference.bank import EmbeddingBank, Prototypes, TorchEncoder, encode_clips
-from signlab.inference.calibration import calibrate, choose_thresholds
-from signlab.inference.engine import InferenceEngine
+from signlab.inference.bank import (
+    EmbeddingBank,
+    OnnxEncoder,
+    Prototypes,
+    TorchEncoder,
+    encode_clips,
+)
+from signlab.inference.calibration import (
+    calibrate,
+    choose_operating_point,
+    choose_thresholds,
+)
+from signlab.inference.engine import InferenceEngine, load_sentence_bundle
 from signlab.kinds import HOLISTIC
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
@@ -118,11 +128,48 @@ def test_padded_and_unpadded_clips_give_the_same_embedding():
     assert torch.allclose(alone.embedding.norm(dim=-1), torch.ones(1))
 
 
-def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path):
+@pytest.mark.parametrize("glosses", [None, ["GO", "ME", "WHERE"]])
+def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path, glosses):
     torch.manual_seed(1)
-    model = SignTranslationModel(540, 20, SMALL, pose_layout=True).eval()
+    model = SignTranslationModel(540, 20, SMALL.model_copy(update={"glosses": glosses}), pose_layout=True).eval()
     path = export_onnx(model, tmp_path / "encoder.onnx")
     assert verify(model, onnx_runner(path), atol=1e-4) < 1e-4  # batches 1-3, 5-91 frames; exported with 2 x 64
+    _, _, logits = OnnxEncoder(path)(np.zeros((1, 9, 540), np.float32), np.array([9]))
+    assert (logits is None) == (glosses is None) and (glosses is None or logits.shape == (1, 9, 4))  # blank + 3
+
+
+def test_recognised_glosses_that_match_no_phrase_refuse_the_answer(engine_parts):
+    encoder, bank, clips = engine_parts
+    bank = EmbeddingBank(bank.embeddings, bank.sequences, bank.sentences, bank.texts, bank.clip_ids,
+                         np.array(["ME GO", "ME GO", "YOU GO", "YOU GO", "WE GO", "WE GO"]))
+    cfg = EngineConfig(motion_floor=0.0, dtw={"enabled": False}, gloss_tolerance=0.0)
+    engine = InferenceEngine(encoder, Preprocessor(HOLISTIC, pose_normalize=False), bank, bank.prototypes(), cfg, 32,
+                             glosses=["GO", "ME", "WE", "YOU"])
+    assert engine.book == {"a": ("ME", "GO"), "b": ("YOU", "GO"), "c": ("WE", "GO")}
+    cands, emb = engine.score(clips[0])
+    top = engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0).sentence
+    said = {"a": ("ME", "GO"), "b": ("YOU", "GO"), "c": ("WE", "GO")}[top]
+    assert engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=said).reason != "gloss_mismatch"
+    wrong = engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=("THEY", "GO"))
+    assert wrong.reason == "gloss_mismatch" and not wrong.accepted
+    lax = engine.with_config(cfg.model_copy(update={"gloss_tolerance": 0.5}))  # one of two glosses may differ
+    assert lax.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=("THEY", "GO")).reason != "gloss_mismatch"
+    off = engine.with_config(cfg.model_copy(update={"gloss_tolerance": None}))
+    assert off.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=()).reason != "gloss_mismatch"
+
+
+def test_calibration_uses_the_gloss_gate_only_where_it_pays():
+    rng = np.random.default_rng(1)
+    known, unknown = _rows(rng, 60), _rows(rng, 60, unknown=True)
+    unknown["top"] = known["top"].copy()  # similarity alone cannot tell them apart
+    known["gloss"], unknown["gloss"] = np.zeros(60), np.full(60, 0.5)  # the glosses can
+    t, m, info = choose_operating_point(known, unknown, 0.5, 0.9)
+    assert info["gloss_tolerance"] == 0.0 and info["unknown_rejection"] >= 0.9
+    unknown["gloss"] = np.zeros(60)  # glosses that cannot tell them apart, and miss a third of the known clips:
+    known["gloss"][::3] = 1.0  # the gate only costs acceptance
+    unknown["top"] = known["top"] - 0.5  # while similarity can
+    t, m, info = choose_operating_point(known, unknown, 0.5, 0.9)
+    assert info["gloss_tolerance"] is None
 
 
 def test_retrieval_metrics_on_a_small_case():
@@ -142,8 +189,8 @@ def engine_parts():
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 0.3, (20, 540)).astype(np.float32) for _ in range(6)]
     encoder = TorchEncoder(model)
-    emb, seq = encode_clips(encoder, clips, 32, 8)
-    bank = EmbeddingBank(emb, seq, np.array(["a", "a", "b", "b", "c", "c"]), np.array(["A", "A", "B", "B", "C", "C"]),
+    enc = encode_clips(encoder, clips, 32, 8)
+    bank = EmbeddingBank(enc.embeddings, enc.sequences, np.array(["a", "a", "b", "b", "c", "c"]), np.array(["A", "A", "B", "B", "C", "C"]),
                          np.array([f"k{i}" for i in range(6)]))
     return encoder, bank, clips
 
@@ -177,8 +224,8 @@ def test_engine_decisions_and_their_reasons(engine_parts):
     assert info["precision"] >= 0.9 and info["coverage"] > 0
     # each clip was also decided with its sentence out of the bank: an unknown sentence to refuse
     assert info["unknown_clips"] == 6 and 0 <= info["unknown_rejection"] <= 1 and info["curve"]
-    emb, seq = engine.encode(clips[:1])
-    assert all(c.sentence != "a" for c in engine.rank(emb[0], seq[0], exclude="a"))
+    enc = engine.encode(clips[:1])
+    assert all(c.sentence != "a" for c in engine.rank(enc.embeddings[0], enc.sequences[0], exclude="a"))
     with pytest.raises(SignlabError, match="empty"):
         InferenceEngine(encoder, Preprocessor(HOLISTIC), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
                         Prototypes(np.array([]), np.zeros((0, 32)), np.array([])), cfg, 32)
@@ -203,6 +250,12 @@ def test_sentence_pipeline_end_to_end(sentence_corpus, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"retrieval", "decisions", "alignment", "translation"} <= set(metrics["test"])
     assert "calibration" in metrics and metrics["test"]["n"] == 8
+    # the manifest has glosses: a gloss head was trained, and the bank knows the phrase book's glosses
+    bundle = load_sentence_bundle(run)
+    assert bundle.config.model.glosses and bundle.model.gloss_head is not None
+    assert bundle.bank.glosses is not None and "gloss_tolerance" in metrics["calibration"]
+    history = (run / "metrics.jsonl").read_text()
+    assert "train_gloss_ctc" in history
 
     r = run_cli("sentence", "export", str(run))
     assert r.returncode == 0 and "ONNX Runtime" in r.stdout, r.stderr[-2000:]

@@ -66,9 +66,9 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
 
 
-def load_npz(path: str | Path, names: Sequence[str], what: str) -> dict[str, np.ndarray]:
-    """The arrays ``names`` of ``path`` (no pickles); a missing, truncated or foreign file is a
-    SignlabError that names it and ``what`` it should hold."""
+def load_npz(path: str | Path, names: Sequence[str], what: str, optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of ``path`` (no pickles), and those of ``optional`` it has; a missing,
+    truncated or foreign file is a SignlabError that names it and ``what`` it should hold."""
     path = Path(path)
     try:
         z = np.load(path, allow_pickle=False)
@@ -78,7 +78,7 @@ def load_npz(path: str | Path, names: Sequence[str], what: str) -> dict[str, np.
             missing = [n for n in names if n not in z.files]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)} (has {', '.join(z.files) or 'nothing'})")
-            return {n: z[n] for n in names}
+            return {n: z[n] for n in [*names, *(o for o in optional if o in z.files)]}
     except _NPZ_ERRORS as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise SignlabError(f"{path} is not a readable {what} ({reason}): rebuild it, or copy it again") from None

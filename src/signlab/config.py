@@ -196,6 +196,10 @@ class SentenceModelConfig(_AttentionSection):
     encoder_dropout: float = Field(0.1, ge=0, lt=1)
     decoder_layers: int = Field(2, ge=1)
     subsampling: Literal[1, 2, 4, "auto"] = 1
+    gloss_ctc_weight: float = Field(0.3, ge=0, description=(
+        "weight of a CTC loss on the manifest's glosses (a gloss head on the encoder) when every training row "
+        "has glosses; the engine then refuses clips whose recognised glosses match no phrase-book sentence's"))
+    glosses: list[str] | None = Field(None, description="the gloss head's vocabulary: filled in from the training rows")
 
 
 class SentenceDataConfig(_Section):
@@ -231,6 +235,9 @@ class DTWConfig(_Section):
 
 class EngineConfig(_Section):
     confidence_temperature: float = 0.12
+    gloss_tolerance: float | None = Field(0.0, ge=0, description=(
+        "with a gloss head: the most edit distance (per phrase-book gloss) between the recognised glosses and the "
+        "answer's before the answer is refused as gloss_mismatch; null: no gloss gate (calibration chooses)"))
     sim_threshold: float = 0.58
     sim_margin: float = 0.10
     motion_floor: float = Field(7.5e-4, ge=0, description="queries moving less are rejected as low_motion")

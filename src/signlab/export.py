@@ -71,7 +71,7 @@ def _clip_dims() -> dict[str, dict[int, torch.export.Dim]]:
 def export_onnx(model: SignTranslationModel, path: str | Path) -> Path:
     """A sentence model's encoder as ``path``."""
     return _export(SentenceEncoderExport(model.eval()), _example(model), Path(path), _clip_dims(),
-                   ["embedding", "projected"])
+                   ["embedding", "projected"] + ([] if model.gloss_head is None else ["gloss_logits"]))
 
 
 @torch.no_grad()
@@ -81,8 +81,9 @@ def verify(model: SignTranslationModel, run, atol: float = 1e-4) -> float:
     for i, (batch, frames) in enumerate(CHECK_SHAPES):
         features, lengths = _example(model, batch, frames, seed=i + 1)
         enc = model.eval().encode(features, lengths)
-        emb, proj = run(features, lengths)
-        worst = max(worst, _difference((emb, proj), (enc.embedding, enc.projected)))
+        got = run(features, lengths)
+        want = (enc.embedding, enc.projected) + (() if enc.gloss_logits is None else (enc.gloss_logits,))
+        worst = max(worst, _difference([g for g in got if g is not None], want, enc.lengths))
     return _checked(worst, atol, "encoder")
 
 

@@ -100,11 +100,15 @@ class SentenceDataset(Dataset):
     """
 
     def __init__(self, scan: ScanResult, prep: Preprocessor, vocab: Vocabulary, labels: dict[str, int], seq_len: int,
-                 views: tuple[Augmentation, Augmentation] | None = None, seed: int = 0, halves: bool = False):
+                 views: tuple[Augmentation, Augmentation] | None = None, seed: int = 0, halves: bool = False,
+                 glosses: Sequence[str] | None = None):
         self.scan, self.samples = scan, scan.samples
         self.prep, self.vocab, self.labels, self.seq_len = prep, vocab, labels, seq_len
         self.views, self.seed, self.epoch, self.halves = views, seed, 0, halves
         self.texts = [variations(s) for s in self.samples]
+        # the gloss head's targets (index + 1: 0 is CTC's blank), when training with one
+        index = {g: i + 1 for i, g in enumerate(glosses or ())}
+        self.gloss_ids = [[index[g] for g in s.glosses] for s in self.samples] if glosses else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -134,6 +138,8 @@ class SentenceDataset(Dataset):
             item[key] = torch.from_numpy(np.ascontiguousarray(view))
         texts = self.texts[index]
         item["decoder_input"], item["decoder_target"] = self._tokens(texts[int(rng.integers(len(texts)))])
+        if self.gloss_ids is not None:
+            item["gloss_targets"] = torch.tensor(self.gloss_ids[index])
         return item
 
 
@@ -146,6 +152,9 @@ def sentence_collate(batch: Sequence[dict]) -> dict:
             out[f"{key}_lengths"] = torch.tensor([len(b[key]) for b in batch])
     out["decoder_input"] = pad_sequence([b["decoder_input"] for b in batch], batch_first=True, padding_value=PAD)
     out["decoder_target"] = pad_sequence([b["decoder_target"] for b in batch], batch_first=True, padding_value=PAD)
+    if "gloss_targets" in batch[0]:
+        out["gloss_targets"] = pad_sequence([b["gloss_targets"] for b in batch], batch_first=True)
+        out["gloss_lengths"] = torch.tensor([len(b["gloss_targets"]) for b in batch])
     return out
 
 

@@ -21,10 +21,13 @@ from signlab.inference.onnx import onnx_session
 from signlab.models.frontend import subsampled_lengths
 from signlab.models.sentence import SignTranslationModel
 
+Encoding = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
 
 class Encoder(Protocol):
-    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T, D) float32 raw features, (B,) int64 lengths -> embeddings (B, E), projected frames (B, T', P)."""
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
+        """(B, T, D) float32 raw features, (B,) int64 lengths -> embeddings (B, E), projected frames
+        (B, T', P) and the gloss head's logits (B, T', G + 1), or None without one."""
 
 
 class TorchEncoder:
@@ -32,9 +35,10 @@ class TorchEncoder:
         self.model, self.device = model.to(device).eval(), torch.device(device)
 
     @torch.no_grad()
-    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
         enc = self.model.encode(torch.from_numpy(features).to(self.device), torch.from_numpy(lengths).to(self.device))
-        return enc.embedding.float().cpu().numpy(), enc.projected.float().cpu().numpy()
+        glosses = None if enc.gloss_logits is None else enc.gloss_logits.float().cpu().numpy()
+        return enc.embedding.float().cpu().numpy(), enc.projected.float().cpu().numpy(), glosses
 
 
 class OnnxEncoder:
@@ -43,27 +47,39 @@ class OnnxEncoder:
     def __init__(self, path: str | Path):
         self.session = onnx_session(path)
 
-    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        emb, proj = self.session.run(None, {"features": features.astype(np.float32), "lengths": lengths.astype(np.int64)})
-        return emb, proj
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
+        emb, proj, *glosses = self.session.run(None, {"features": features.astype(np.float32),
+                                                      "lengths": lengths.astype(np.int64)})
+        return emb, proj, glosses[0] if glosses else None
+
+
+@dataclass
+class EncodedClips:
+    embeddings: np.ndarray  # (N, E)
+    sequences: np.ndarray  # (N, dtw_frames, P) float16
+    glosses: list[tuple[int, ...]] | None  # the gloss head's greedy CTC output per clip (gloss indices), if any
 
 
 def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dtw_frames: int, subsampling: int = 1,
-                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (N, E), and DTW sequences (N, dtw_frames, P) float16: each clip's projected
-    frames resampled to ``dtw_frames`` and scaled to unit length (a step of DTW then costs 0-2,
-    whatever the model's scale)."""
-    embs, seqs = [], []
+                 batch_size: int = 32) -> EncodedClips:
+    """Embeddings, DTW sequences (each clip's projected frames resampled to ``dtw_frames`` and
+    scaled to unit length: a step of DTW then costs 0-2, whatever the model's scale) and, with a
+    gloss head, the glosses recognised in each clip."""
+    embs, seqs, glosses = [], [], []
     for start in range(0, len(clips), batch_size):
         x, lengths = pad_clips(clips[start : start + batch_size], seq_len)
-        emb, proj = encoder(x, lengths)
+        emb, proj, logits = encoder(x, lengths)
         embs.append(emb)
-        for i, n in enumerate(lengths):
-            valid = proj[i, : int(subsampled_lengths(int(n), subsampling))]
+        valid_frames = subsampled_lengths(lengths, subsampling)
+        for i, n in enumerate(valid_frames.tolist()):
+            valid = proj[i, :n]
             picked = valid[np.linspace(0, len(valid) - 1, dtw_frames).round().astype(int)]
             picked = picked / np.linalg.norm(picked, axis=1, keepdims=True).clip(1e-8)
             seqs.append(picked.astype(np.float16))
-    return np.concatenate(embs), np.stack(seqs)
+            if logits is not None:
+                best = logits[i, :n].argmax(-1)  # greedy CTC: repeats merged, blanks (0) dropped
+                glosses.append(tuple(int(g) - 1 for g, prev in zip(best, np.r_[-1, best[:-1]]) if g != prev and g != 0))
+    return EncodedClips(np.concatenate(embs), np.stack(seqs), glosses if logits is not None else None)
 
 
 @dataclass
@@ -73,22 +89,33 @@ class EmbeddingBank:
     sentences: np.ndarray  # (N,) sentence keys
     texts: np.ndarray  # (N,)
     clip_ids: np.ndarray  # (N,)
+    glosses: np.ndarray | None = None  # (N,) each clip's glosses, space-separated, where the manifest had them
 
     def __len__(self) -> int:
         return len(self.embeddings)
 
     def save(self, path: str | Path) -> None:
+        extra = {} if self.glosses is None else {"glosses": self.glosses.astype(str)}
         save_npz(path, embeddings=self.embeddings, sequences=self.sequences, sentences=self.sentences.astype(str),
-                 texts=self.texts.astype(str), clip_ids=self.clip_ids.astype(str))
+                 texts=self.texts.astype(str), clip_ids=self.clip_ids.astype(str), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingBank:
-        z = load_npz(path, ("embeddings", "sequences", "sentences", "texts", "clip_ids"), "embedding bank")
+        z = load_npz(path, ("embeddings", "sequences", "sentences", "texts", "clip_ids"), "embedding bank", ("glosses",))
         n = len(z["embeddings"])
         if z["embeddings"].ndim != 2 or z["sequences"].ndim != 3 or any(len(v) != n for v in z.values()):
             raise SignlabError(f"{path}: the bank's arrays disagree in shape ({', '.join(f'{k} {v.shape}' for k, v in z.items())}): "
                                "rebuild it with `signlab sentence index`")
-        return cls(z["embeddings"], z["sequences"], z["sentences"], z["texts"], z["clip_ids"])
+        return cls(z["embeddings"], z["sequences"], z["sentences"], z["texts"], z["clip_ids"], z.get("glosses"))
+
+    def phrase_glosses(self) -> dict[str, tuple[str, ...]]:
+        """Each sentence's glosses (from its first clip that has them); empty without glosses."""
+        book: dict[str, tuple[str, ...]] = {}
+        if self.glosses is not None:
+            for key, g in zip(self.sentences.tolist(), self.glosses.tolist()):
+                if g and key not in book:
+                    book[key] = tuple(g.split())
+        return book
 
     def prototypes(self, min_clips: int = 2) -> Prototypes:
         """Mean (re-normalised) embedding of each sentence with at least ``min_clips`` clips."""
@@ -121,7 +148,8 @@ class Prototypes:
 
 def build_bank(encoder: Encoder, scan_result: ScanResult, prep: Preprocessor, cfg: SentenceConfig,
                subsampling: int) -> EmbeddingBank:
-    emb, seq = encode_clips(encoder, scan_result.all_features(prep), cfg.data.seq_len, cfg.engine.dtw.frames, subsampling)
+    enc = encode_clips(encoder, scan_result.all_features(prep), cfg.data.seq_len, cfg.engine.dtw.frames, subsampling)
     samples = scan_result.samples
-    return EmbeddingBank(emb, seq, np.array([sentence_key(s) for s in samples]), np.array([s.text for s in samples]),
-                         np.array([s.id for s in samples]))
+    glosses = np.array([" ".join(s.glosses) for s in samples]) if any(s.glosses for s in samples) else None
+    return EmbeddingBank(enc.embeddings, enc.sequences, np.array([sentence_key(s) for s in samples]),
+                         np.array([s.text for s in samples]), np.array([s.id for s in samples]), glosses)

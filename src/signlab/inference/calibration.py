@@ -17,6 +17,7 @@ from signlab.config import EngineConfig
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.sentence import sentence_key
 from signlab.errors import SignlabError
+from signlab.inference.decision import edit_distance
 from signlab.inference.engine import InferenceEngine
 
 
@@ -25,19 +26,22 @@ def calibration_rows(engine: InferenceEngine, clips: Sequence[np.ndarray], truth
     """Per clip, what the thresholds act on: the top score, the margin to the next sentence (NaN:
     no other), whether the other gates pass, and whether the top sentence is right; ``leave_out``:
     with the clip's own sentence out of the bank (nothing is right then)."""
-    embs, seqs = engine.encode(clips)
+    enc = engine.encode(clips)
     rows = []
-    for clip, emb, seq, truth in zip(clips, embs, seqs, truths):
+    for i, (clip, truth) in enumerate(zip(clips, truths)):
         exclude = truth if leave_out else None
-        cands = engine.rank(emb, seq, exclude=exclude)
+        cands = engine.rank(enc.embeddings[i], enc.sequences[i], exclude=exclude)
         if not cands:  # the bank holds no other sentence
             continue
-        p = engine.decide(cands, emb, pose.mean_motion(clip, engine.prep.is_pose), threshold=-1.0, margin=0.0,
-                          exclude=exclude)
+        p = engine.decide(cands, enc.embeddings[i], pose.mean_motion(clip, engine.prep.is_pose), threshold=-1.0,
+                          margin=0.0, exclude=exclude)
+        said, book = engine.recognised(enc, i), engine.book.get(p.sentence)
+        gloss = np.nan if said is None or book is None else edit_distance(said, book) / max(len(book), 1)
         rows.append((cands[0].similarity, p.margin, p.reason not in ("prototype_disagreement", "low_motion"),
-                     p.sentence == truth))
-    top, gap, gates, right = (np.array(x) for x in zip(*rows)) if rows else (np.zeros(0),) * 4
-    return {"top": top.astype(float), "gap": gap.astype(float), "gates": gates.astype(bool), "right": right.astype(bool)}
+                     p.sentence == truth, gloss))
+    top, gap, gates, right, gloss = (np.array(x) for x in zip(*rows)) if rows else (np.zeros(0),) * 5
+    return {"top": top.astype(float), "gap": gap.astype(float), "gates": gates.astype(bool), "right": right.astype(bool),
+            "gloss": gloss.astype(float)}
 
 
 def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequence[str],
@@ -49,7 +53,36 @@ def calibrate(engine: InferenceEngine, clips: Sequence[np.ndarray], truths: Sequ
     known = calibration_rows(engine, clips, truths, leave_out=False)
     unknown = calibration_rows(engine, clips, truths, leave_out=True) if len(set(truths)) > 1 or \
         len(set(engine.bank.sentences.tolist())) > 1 else None
-    return choose_thresholds(known, unknown, target_precision, target_rejection)
+    return choose_operating_point(known, unknown, target_precision, target_rejection)
+
+
+GLOSS_TOLERANCES = (0.0, 0.25, 0.5, float("inf"))  # edit distance per phrase-book gloss; inf: no gloss gate
+
+
+def choose_operating_point(known: dict[str, np.ndarray], unknown: dict[str, np.ndarray] | None,
+                           target_precision: float = 0.95, target_rejection: float = 0.9
+                           ) -> tuple[float, float, dict[str, Any]]:
+    """:func:`choose_thresholds` for each gloss tolerance (where the rows have gloss distances):
+    the best of them by the same order, the strictest of equals; ``info["gloss_tolerance"]``."""
+    if not np.isfinite(known.get("gloss", np.array([np.nan]))).any():
+        return choose_thresholds(known, unknown, target_precision, target_rejection)
+    best, error = None, None
+    for tolerance in GLOSS_TOLERANCES:
+        gated = [None if rows is None else {**rows, "gates": rows["gates"] & ~(rows["gloss"] > tolerance)}
+                 for rows in (known, unknown)]
+        try:
+            t, m, info = choose_thresholds(*gated, target_precision, target_rejection)
+        except SignlabError as exc:
+            error = exc
+            continue
+        rejects = info.get("unknown_rejection", 1.0) >= target_rejection
+        key = (info["targets_met"], rejects, info["coverage"] if info["targets_met"] else
+               info["precision"] if rejects else info.get("unknown_rejection", 1.0))
+        if best is None or key > best[0]:
+            best = (key, t, m, {**info, "gloss_tolerance": tolerance if np.isfinite(tolerance) else None})
+    if best is None:
+        raise error
+    return best[1], best[2], best[3]
 
 
 def _operating(rows: dict[str, np.ndarray], t: float | np.ndarray, margins: np.ndarray) -> np.ndarray:
@@ -127,5 +160,7 @@ def calibrated(engine: InferenceEngine, held_out: ScanResult, prep: Preprocessor
     engine is left as it is), and what the calibration found."""
     t, m, info = calibrate(engine, held_out.all_features(prep), [sentence_key(s) for s in held_out.samples],
                            engine.cfg.target_precision, engine.cfg.target_rejection)
-    return engine.cfg.model_copy(update={"sim_threshold": round(t, 4), "sim_margin": round(m, 4)}), \
-        {"sim_threshold": t, "sim_margin": m, **info}
+    update = {"sim_threshold": round(t, 4), "sim_margin": round(m, 4)}
+    if "gloss_tolerance" in info:  # None: the gloss gate is off
+        update["gloss_tolerance"] = info["gloss_tolerance"]
+    return engine.cfg.model_copy(update=update), {"sim_threshold": t, "sim_margin": m, **info}

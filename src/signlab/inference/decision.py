@@ -10,6 +10,9 @@ over the candidate sentences:
   the same sentence agreeing is not ambiguity, unlike in the seed);
 * ``prototype_disagreement``: the nearest sentence prototype (mean embedding of a sentence's
   clips) is another sentence, or the best sentence's prototype is below threshold - slack;
+* ``gloss_mismatch`` (models with a gloss head, banks with the phrase book's glosses): the glosses
+  recognised in the clip are further from the best sentence's than ``gloss_tolerance`` (edit
+  distance per phrase-book gloss);
 * ``ok``: accepted.
 """
 
@@ -34,6 +37,16 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 
+def edit_distance(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """Levenshtein distance between two gloss sequences."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
 @dataclass
 class Candidate:
     rank: int
@@ -48,7 +61,7 @@ class Candidate:
 @dataclass
 class Prediction:
     accepted: bool
-    reason: str  # ok, low_motion, no_signer, low_similarity, ambiguous_top2, prototype_disagreement
+    reason: str  # ok, low_motion, no_signer, low_similarity, ambiguous_top2, prototype_disagreement, gloss_mismatch
     sentence: str | None
     text: str | None
     confidence: float
@@ -89,9 +102,11 @@ def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarra
 
 
 def decide(candidates: list[Candidate], emb: np.ndarray, motion: float, prototypes: Prototypes, cfg: EngineConfig,
-           threshold: float | None = None, margin: float | None = None, exclude: str | None = None) -> Prediction:
+           threshold: float | None = None, margin: float | None = None, exclude: str | None = None,
+           glosses: tuple[tuple[str, ...], dict[str, tuple[str, ...]]] | None = None) -> Prediction:
     """The decision on ranked candidates (``threshold`` / ``margin`` override the config's;
-    ``exclude``: a sentence whose prototype does not count, as in :func:`rank`)."""
+    ``exclude``: a sentence whose prototype does not count, as in :func:`rank`; ``glosses``: the
+    glosses recognised in the clip, and the phrase book's glosses by sentence)."""
     threshold = cfg.sim_threshold if threshold is None else threshold
     margin_needed = cfg.sim_margin if margin is None else margin
     if motion < cfg.motion_floor:
@@ -112,7 +127,11 @@ def decide(candidates: list[Candidate], emb: np.ndarray, motion: float, prototyp
         proto_sim = float(sims[prototypes.position[top]])
         nearest = str(prototypes.keys[int(sims.argmax())])
         proto_ok = nearest == top and proto_sim >= threshold - cfg.prototype_slack
+    gloss_ok = True
+    if glosses is not None and cfg.gloss_tolerance is not None and top in glosses[1]:
+        book = glosses[1][top]
+        gloss_ok = edit_distance(glosses[0], book) / max(len(book), 1) <= cfg.gloss_tolerance
     reason = ("low_similarity" if top_score < threshold else "ambiguous_top2" if gap < margin_needed
-              else "prototype_disagreement" if not proto_ok else "ok")
+              else "prototype_disagreement" if not proto_ok else "gloss_mismatch" if not gloss_ok else "ok")
     text = next(c.text for c in candidates if c.sentence == top)
     return Prediction(reason == "ok", reason, top, text, float(probs[0]), motion, gap, proto_sim, candidates)

@@ -26,6 +26,7 @@ from signlab.errors import SignlabError
 from signlab.inference import decision
 from signlab.inference.bank import (
     EmbeddingBank,
+    EncodedClips,
     Encoder,
     OnnxEncoder,
     Prototypes,
@@ -48,11 +49,14 @@ SENTENCE_BUNDLE_FILES = ("config.yaml", "vocab.json", "stats.npz", "model.safete
 
 class InferenceEngine:
     def __init__(self, encoder: Encoder, prep: Preprocessor, bank: EmbeddingBank, prototypes: Prototypes,
-                 cfg: EngineConfig, seq_len: int, subsampling: int = 1):
+                 cfg: EngineConfig, seq_len: int, subsampling: int = 1, glosses: Sequence[str] | None = None):
         if len(bank) == 0:
             raise SignlabError("the embedding bank is empty: index some clips first (signlab sentence index)")
         self.encoder, self.prep, self.bank, self.protos = encoder, prep, bank, prototypes
         self.cfg, self.seq_len, self.subsampling = cfg, seq_len, subsampling
+        # the gloss head's vocabulary, and the phrase book's glosses: both, or no gloss evidence
+        book = bank.phrase_glosses()
+        self.glosses, self.book = (list(glosses), book) if glosses and book else (None, {})
 
     @classmethod
     def build(cls, model: SignTranslationModel, clips: ScanResult, prep: Preprocessor, cfg: SentenceConfig) -> InferenceEngine:
@@ -60,11 +64,12 @@ class InferenceEngine:
         encoder = TorchEncoder(model)
         bank = build_bank(encoder, clips, prep, cfg, model.subsampling)
         return cls(encoder, prep, bank, bank.prototypes(cfg.engine.prototype_min_clips), cfg.engine, cfg.data.seq_len,
-                   model.subsampling)
+                   model.subsampling, cfg.model.glosses)
 
     def with_config(self, cfg: EngineConfig) -> InferenceEngine:
         """The same engine deciding with ``cfg`` (e.g. calibrated thresholds)."""
-        return InferenceEngine(self.encoder, self.prep, self.bank, self.protos, cfg, self.seq_len, self.subsampling)
+        return InferenceEngine(self.encoder, self.prep, self.bank, self.protos, cfg, self.seq_len, self.subsampling,
+                               self.glosses)
 
     @classmethod
     def load(cls, run: str | Path, backend: str = "torch", device: str = "cpu") -> InferenceEngine:
@@ -76,7 +81,7 @@ class InferenceEngine:
         """The engine of a loaded bundle; ``backend="onnx"`` runs ``RUN/encoder.onnx``."""
         encoder: Encoder = TorchEncoder(bundle.model, device) if backend == "torch" else OnnxEncoder(Path(run) / "encoder.onnx")
         return cls(encoder, bundle.prep, bundle.bank, bundle.prototypes, bundle.config.engine, bundle.config.data.seq_len,
-                   bundle.model.subsampling)
+                   bundle.model.subsampling, bundle.config.model.glosses)
 
     def predict(self, features: np.ndarray, topk: int = 5, where: str = "query") -> Prediction:
         """Decide on one raw clip (T, D) as the extractor wrote it. Features that are not (T, D)
@@ -102,19 +107,29 @@ class InferenceEngine:
         """Decide on preprocessed clips, encoded in batches; None (from :meth:`prepare`: no signer
         seen) is rejected as ``no_signer``."""
         seen = [c for c in clips if c is not None]
-        embs, seqs = self.encode(seen) if seen else ((), ())
-        decided = iter([self.decide(self.rank(e, q, topk), e, pose.mean_motion(c, self.prep.is_pose))
-                        for c, e, q in zip(seen, embs, seqs)])
+        decided = iter(self.decide_encoded(seen, self.encode(seen), topk) if seen else [])
         return [Prediction(False, "no_signer", None, None, 0.0, 0.0) if c is None else next(decided) for c in clips]
 
-    def encode(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and DTW sequences of preprocessed clips, resampled as the bank's were."""
+    def decide_encoded(self, clips: Sequence[np.ndarray], enc: EncodedClips, topk: int = 5, **decide: Any) -> list[Prediction]:
+        """The decision on each of ``clips`` encoded as ``enc`` (``decide``: :meth:`decide`'s overrides)."""
+        return [self.decide(self.rank(enc.embeddings[i], enc.sequences[i], topk, decide.get("exclude")), enc.embeddings[i],
+                            pose.mean_motion(c, self.prep.is_pose), glosses=self.recognised(enc, i), **decide)
+                for i, c in enumerate(clips)]
+
+    def recognised(self, enc: EncodedClips, index: int) -> tuple[str, ...] | None:
+        """The glosses the gloss head recognised in clip ``index``, or None without gloss evidence."""
+        if self.glosses is None or enc.glosses is None:
+            return None
+        return tuple(self.glosses[g] for g in enc.glosses[index])
+
+    def encode(self, clips: Sequence[np.ndarray]) -> EncodedClips:
+        """Embeddings, DTW sequences (resampled as the bank's were) and recognised glosses of preprocessed clips."""
         return encode_clips(self.encoder, clips, self.seq_len, self.bank.sequences.shape[1], self.subsampling)
 
     def score(self, clip: np.ndarray, topk: int = 5) -> tuple[list[Candidate], np.ndarray]:
         """Candidates of a preprocessed clip, best first, and its embedding."""
-        emb, seq = self.encode([clip])
-        return self.rank(emb[0], seq[0], topk), emb[0]
+        enc = self.encode([clip])
+        return self.rank(enc.embeddings[0], enc.sequences[0], topk), enc.embeddings[0]
 
     def rank(self, emb: np.ndarray, seq: np.ndarray, topk: int = 5, exclude: str | None = None) -> list[Candidate]:
         """Candidates of an encoded clip (embedding, DTW sequence), best first (``exclude``: as if
@@ -122,8 +137,9 @@ class InferenceEngine:
         return decision.rank(self.bank, self.cfg, emb, seq, topk, exclude)
 
     def decide(self, candidates: list[Candidate], emb: np.ndarray, motion: float, threshold: float | None = None,
-               margin: float | None = None, exclude: str | None = None) -> Prediction:
-        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin, exclude)
+               margin: float | None = None, exclude: str | None = None, glosses: tuple[str, ...] | None = None) -> Prediction:
+        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin, exclude,
+                               None if glosses is None else (glosses, self.book))
 
 @dataclass
 class SentenceBundle:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from signlab import pose
 from signlab.atomic import write_json
 from signlab.data.dataset import pad_clips
 from signlab.data.features import scan_split
@@ -72,14 +71,14 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     phrase_book = set(engine.bank.sentences.tolist())
     known = np.array([t in phrase_book for t in truths])  # the others are sentences the engine must refuse
     keys = {k: i for i, k in enumerate(sorted(set(truths) | phrase_book))}
-    emb, seqs = engine.encode(clips)
-    retrieval = retrieval_metrics(emb[known], np.array([keys[t] for t in truths])[known], engine.bank.embeddings,
+    enc = engine.encode(clips)
+    retrieval = retrieval_metrics(enc.embeddings[known], np.array([keys[t] for t in truths])[known], engine.bank.embeddings,
                                   np.array([keys[k] for k in engine.bank.sentences.tolist()])) if known.any() else {}
     halves = [even_odd(c) for c in clips]
-    a, _ = encode_clips(engine.encoder, [h[0] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
-    b, _ = encode_clips(engine.encoder, [h[1] for h in halves], cfg.data.seq_len, 2, engine.subsampling)
+    a, b = (encode_clips(engine.encoder, [h[i] for h in halves], cfg.data.seq_len, 2, engine.subsampling).embeddings
+            for i in (0, 1))
     alignment = alignment_metrics(a, b)
-    preds = [engine.decide(engine.rank(e, q), e, pose.mean_motion(c, prep.is_pose)) for c, e, q in zip(clips, emb, seqs)]
+    preds = engine.decide_encoded(clips, enc)
     decisions = decision_metrics(preds, truths, known)
     hyps = translate_clips(bundle, clips)
     refs = [normalised(s.text) for s in result.samples]

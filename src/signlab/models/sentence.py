@@ -7,7 +7,9 @@ features (B, T, D) -> front end (standardise, project to ``proj_dim``) = project
   masked-frame modelling: some projected frames replaced by a learned token, reconstructed
   from the context (an auxiliary loss, as in the seed)
 
-The projected frames are what the inference engine's DTW re-ranking compares.
+The projected frames are what the inference engine's DTW re-ranking compares. With glosses in the
+manifest, a gloss head on the context (CTC) recognises the signs frame by frame: the engine's
+evidence of which phrase was signed, or that none was.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class SentenceEncoding:
     projected: Tensor  # (B, T', P) frames after the front end
     lengths: Tensor  # (B,)
     padding_mask: Tensor  # (B, T') True at padding
+    gloss_logits: Tensor | None = None  # (B, T', G + 1): the gloss head's CTC logits (blank first), if it has one
 
 
 class SignTranslationModel(nn.Module):
@@ -53,6 +56,8 @@ class SignTranslationModel(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(cfg.proj_dim))
         self.mask_decoder = nn.Sequential(nn.LayerNorm(cfg.embed_dim), nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(),
                                           nn.Linear(cfg.embed_dim, cfg.proj_dim))
+        # glosses recognised frame by frame (CTC, blank = 0): evidence of which phrase, or of none
+        self.gloss_head = nn.Linear(cfg.embed_dim, len(cfg.glosses) + 1) if cfg.glosses else None
 
     def project(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Projected frames (B, T', P), lengths and padding mask."""
@@ -63,7 +68,8 @@ class SignTranslationModel(nn.Module):
         keep = (~padding_mask)[..., None].to(context.dtype)
         pooled = (context * keep).sum(1) / keep.sum(1).clamp(min=1)  # padded frames do not count
         embedding = F.normalize(self.pool_norm(pooled), dim=-1)
-        return SentenceEncoding(embedding, context, projected, lengths, padding_mask)
+        glosses = None if self.gloss_head is None else self.gloss_head(context)
+        return SentenceEncoding(embedding, context, projected, lengths, padding_mask, glosses)
 
     def encode(self, features: Tensor, lengths: Tensor) -> SentenceEncoding:
         return self.encode_projected(*self.project(features, lengths))
@@ -89,12 +95,13 @@ class SignTranslationModel(nn.Module):
 
 
 class SentenceEncoderExport(nn.Module):
-    """What the engine needs from a clip, as one traceable module: embedding and projected frames."""
+    """What the engine needs from a clip, as one traceable module: embedding, projected frames and,
+    with a gloss head, its logits."""
 
     def __init__(self, model: SignTranslationModel):
         super().__init__()
         self.model = model
 
-    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
         enc = self.model.encode(features, lengths)
-        return enc.embedding, enc.projected
+        return (enc.embedding, enc.projected) + (() if enc.gloss_logits is None else (enc.gloss_logits,))

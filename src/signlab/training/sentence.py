@@ -103,6 +103,11 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
         return None
 
     prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, check, stats)
+    train = splits["train"].samples
+    if cfg.model.gloss_ctc_weight > 0 and cfg.model.glosses is None and all(s.glosses for s in train):
+        cfg.model.glosses = sorted({g for s in train for g in s.glosses})
+        log.info("gloss head: %d glosses from the training rows (model.gloss_ctc_weight %g)", len(cfg.model.glosses),
+                 cfg.model.gloss_ctc_weight)
     if vocab is None:
         vocab = Vocabulary.build(tokenize_words(t) for s in splits["train"].samples for t in variations(s))
     labels = {k: i for i, k in enumerate(sorted({sentence_key(s) for s in samples}))}
@@ -138,7 +143,8 @@ class SentenceDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str, views) -> SentenceDataset:
         d = self.data
-        return SentenceDataset(d.splits[split], d.prep, d.vocab, d.labels, d.config.data.seq_len, views, d.config.training.seed)
+        return SentenceDataset(d.splits[split], d.prep, d.vocab, d.labels, d.config.data.seq_len, views, d.config.training.seed,
+                               glosses=d.config.model.glosses)
 
     def train_dataloader(self) -> DataLoader:
         d, t = self.data, self.data.config.training
@@ -185,7 +191,11 @@ class SentenceModule(TaskModule):
         gen = torch.Generator().manual_seed(self.cfg.training.seed * 100003 + self.global_step)
         mask = self.model.masked_frame_loss(enc_a, loss.masked_frame_ratio, gen)
         total = loss.lambda_supcon * supcon + (1 - loss.lambda_supcon) * ce + loss.mask_loss_weight * mask
-        return {"loss": total, "supcon": supcon, "ce": ce, "mask": mask}
+        losses = {"supcon": supcon, "ce": ce, "mask": mask}
+        if "gloss_targets" in batch:  # the gloss head, on both views
+            losses["gloss_ctc"] = sum(gloss_ctc(enc, batch) for enc in (enc_a, enc_b)) / 2
+            total = total + self.cfg.model.gloss_ctc_weight * losses["gloss_ctc"]
+        return {"loss": total, **losses}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch)
@@ -221,6 +231,12 @@ class SentenceModule(TaskModule):
             self.log("val_ret_top1", r["top1"], prog_bar=True, sync_dist=True)
             self.log("val_ret_mrr", r["mrr"], sync_dist=True)
 
+
+
+def gloss_ctc(enc, batch: dict) -> torch.Tensor:
+    """CTC loss of the gloss head's logits against the clips' glosses (blank 0), per target gloss."""
+    logp = enc.gloss_logits.float().log_softmax(-1).transpose(0, 1)
+    return F.ctc_loss(logp, batch["gloss_targets"], enc.lengths, batch["gloss_lengths"], blank=0, zero_infinity=True)
 
 
 class SentenceTask(Task):
