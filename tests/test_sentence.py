@@ -378,3 +378,24 @@ def test_decision_metrics_count_unknown_sentences_as_refusals_to_make():
     assert d["engine_top1"] == pytest.approx(2 / 3) and d["accept_rate"] == pytest.approx(2 / 3)
     assert d["accepted_accuracy"] == pytest.approx(1 / 3)  # a right; a for b wrong; c for the unknown x wrong
     assert d["unknown_rejected"] == 0.5 and (d["known_clips"], d["unknown_clips"]) == (3, 2)
+
+
+def test_the_gloss_vocabulary_comes_from_the_training_rows_when_all_have_glosses(tmp_path):
+    from signlab.training.sentence import resolve_glosses
+
+    def rows(*glosses):
+        return [Sample(f"c{i}", "train", tmp_path / f"c{i}.npy", tuple(g.split()), text="t", row=i + 2)
+                for i, g in enumerate(glosses)]
+
+    cfg = SentenceConfig()
+    resolve_glosses(cfg, rows("ME GO", "YOU GO WHERE"))
+    assert cfg.model.glosses == ["GO", "ME", "WHERE", "YOU"]
+    bare = SentenceConfig()
+    resolve_glosses(bare, rows("ME GO", ""))
+    assert bare.model.glosses is None  # a row without glosses: no head
+    given = SentenceConfig(model={"glosses": ["GO", "ME"]})
+    with pytest.raises(SignlabError, match="model.glosses lacks 2 gloss.*e.g. WHERE"):
+        resolve_glosses(given, rows("ME GO", "YOU GO WHERE"))
+    off = SentenceConfig(model={"gloss_ctc_weight": 0.0, "glosses": ["GO"]})
+    resolve_glosses(off, rows("ME GO"))
+    assert off.model.glosses is None

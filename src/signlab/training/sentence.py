@@ -103,11 +103,7 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
         return None
 
     prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, check, stats)
-    train = splits["train"].samples
-    if cfg.model.gloss_ctc_weight > 0 and cfg.model.glosses is None and all(s.glosses for s in train):
-        cfg.model.glosses = sorted({g for s in train for g in s.glosses})
-        log.info("gloss head: %d glosses from the training rows (model.gloss_ctc_weight %g)", len(cfg.model.glosses),
-                 cfg.model.gloss_ctc_weight)
+    resolve_glosses(cfg, splits["train"].samples)
     if vocab is None:
         vocab = Vocabulary.build(tokenize_words(t) for s in splits["train"].samples for t in variations(s))
     labels = {k: i for i, k in enumerate(sorted({sentence_key(s) for s in samples}))}
@@ -121,6 +117,27 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     log.info("sentences: %d in train, %d in dev (%d dev clips of training sentences)", len(train_keys), len(set(dev_keys)),
              known)
     return SentenceData(cfg, prep, stats, vocab, splits, labels, dev_against_train=known > 0)
+
+
+def resolve_glosses(cfg: SentenceConfig, train: Sequence[Sample]) -> None:
+    """``model.glosses``, the gloss head's vocabulary, from the training rows when every one has
+    glosses and ``model.gloss_ctc_weight`` > 0; a given vocabulary must hold every training gloss."""
+    if cfg.model.gloss_ctc_weight <= 0:
+        cfg.model.glosses = None
+        return
+    if cfg.model.glosses is not None:
+        missing = sorted({g for s in train for g in s.glosses} - set(cfg.model.glosses))
+        if missing:
+            raise SignlabError(f"model.glosses lacks {len(missing)} gloss(es) of the training rows (e.g. {missing[0]}): "
+                               "leave it out (null) to take it from the data")
+        return
+    bare = sum(not s.glosses for s in train)
+    if bare:
+        log.info("no gloss head: %d of %d training rows have no glosses", bare, len(train))
+        return
+    cfg.model.glosses = sorted({g for s in train for g in s.glosses})
+    log.info("gloss head: %d glosses from the training rows (model.gloss_ctc_weight %g)", len(cfg.model.glosses),
+             cfg.model.gloss_ctc_weight)
 
 
 def view_transforms(cfg: SentenceConfig, pose_layout: bool) -> tuple[Compose, Compose]:
