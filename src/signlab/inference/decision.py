@@ -36,7 +36,6 @@ def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(dtw_ndim.distance(np.asarray(a, np.float64), np.asarray(b, np.float64), use_c=True, inner_dist="euclidean"))
 
 
-
 def edit_distance(a: tuple[str, ...], b: tuple[str, ...]) -> int:
     """Levenshtein distance between two gloss sequences."""
     row = list(range(len(b) + 1))
