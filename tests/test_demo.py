@@ -5,7 +5,7 @@ from rich.console import Console
 
 from signlab.data.synthetic import CorpusSpec
 from signlab.demo import run_demo
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, run_cli
 
 
 @pytest.mark.slow
@@ -31,3 +31,9 @@ def test_demo_prints_the_numbers_it_writes_to_summary_json(tmp_path):
     for r in summary["decoding"]["results"]:
         assert rows[r["decoder"]][:2] == [f"{r['wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}"]
         assert r["clips"] == 8
+
+
+def test_sentence_demo_refuses_a_bad_setting_before_any_work(tmp_path):
+    r = run_cli("sentence", "demo", "--out", str(tmp_path / "sd"), "--set", "engine.sim_treshold=0.5")
+    assert r.returncode == 2 and "sim_treshold" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "sd").exists()  # no corpus rendered, no run started

@@ -370,11 +370,13 @@ def sentence_export(run: Run) -> None:
 
 
 @sentence_app.command("demo")
-def sentence_demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/sentence_demo")) -> None:
-    """Synthetic sentence corpus -> train -> export ONNX -> evaluate on unseen signers."""
+def sentence_demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/sentence_demo"),
+                  set_: Sets = None) -> None:
+    """Synthetic sentence corpus (near-duplicate phrases, unknown sentences) -> train -> export ONNX ->
+    evaluate on unseen signers; --set changes the sentence_demo config."""
     from signlab.demo import run_sentence_demo
 
-    run_sentence_demo(out, console=_console())
+    run_sentence_demo(out, extra_overrides=tuple(set_ or ()), console=_console())
 
 
 @app.command()

@@ -106,12 +106,12 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
 
     console = console or Console()
     out = Path(out)
+    cfg = load_config(builtin_config("sentence_demo"), list(extra_overrides), SentenceConfig)  # a bad --set fails here
     console.print(f"[bold]signlab sentence demo[/]: {spec.sentence_pool} sentences signed by "
                   f"{spec.train_signers + spec.dev_signers + spec.test_signers} synthetic signers in {out / 'data'}")
     manifest = generate_corpus(out / "data", spec)
     run = out / "model"
     shutil.rmtree(run, ignore_errors=True)
-    cfg = load_config(builtin_config("sentence_demo"), list(extra_overrides), SentenceConfig)
     train([manifest], cfg, run)
     bundle = load_sentence_bundle(run)
     onnx_diff = verify(bundle.model, onnx_runner(export_onnx(bundle.model, run / "encoder.onnx")))
