@@ -122,15 +122,14 @@ def run_live(model: str | Path, source: LiveSource, jsonl: Path | None = None, b
                 log.flush()
 
     try:
-        with Live(view.render(stats), console=console, refresh_per_second=4, transient=False) as screen:
+        # Rich asks for the view when it refreshes (4 times a second), not once a row
+        with Live(console=console, refresh_per_second=4, transient=False, get_renderable=lambda: view.render(stats)):
             try:
                 for row in rows:
                     emit(streaming.push(row))
-                    screen.update(view.render(stats))
             except KeyboardInterrupt:
                 stop.set()
             emit(streaming.flush())
-            screen.update(view.render(stats))
     finally:
         stop.set()
         if log is not None:

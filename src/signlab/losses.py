@@ -24,16 +24,22 @@ class JointCTCAttentionLoss(nn.Module):
         self.ce = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=label_smoothing)
 
     def forward(self, out: RecognizerOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        log_probs = out.ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
-        ctc = F.ctc_loss(
-            log_probs, batch["ctc_targets"], out.lengths, batch["target_lengths"], blank=BLANK, reduction="mean"
-        )
+        ctc = ctc_loss(out.ctc_logits, out.lengths, batch["ctc_targets"], batch["target_lengths"])
         if out.decoder_logits is None:
             return {"loss": ctc, "ctc": ctc}
         logits = out.decoder_logits.float()
         ce = self.ce(logits.reshape(-1, logits.size(-1)), batch["decoder_target"].reshape(-1))
         return {"loss": self.ctc_weight * ctc + self.ce_weight * ce, "ctc": ctc, "ce": ce}
 
+
+
+def ctc_loss(logits: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor, blank: int = BLANK,
+             zero_infinity: bool = False) -> Tensor:
+    """CTC of (B, T, V) logits (in float32 whatever their dtype), averaged per target token;
+    ``zero_infinity`` drops clips too short for their targets instead of returning inf."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
+    return F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=blank, reduction="mean",
+                      zero_infinity=zero_infinity)
 
 
 class SupConLoss(nn.Module):

@@ -18,7 +18,7 @@ def log_probs(logits: Tensor) -> Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
 
 
-def ctc_greedy_decode(logits: Tensor, lengths: Tensor) -> list[list[int]]:
+def ctc_greedy_decode(logits: Tensor, lengths: Tensor, blank: int = BLANK) -> list[list[int]]:
     """Best label per frame, repeats merged, blanks removed; (B, T, V) -> B id lists.
 
     Vectorised over the batch: only the final split into per-sample lists is Python.
@@ -27,7 +27,7 @@ def ctc_greedy_decode(logits: Tensor, lengths: Tensor) -> list[list[int]]:
     valid = torch.arange(best.size(1), device=best.device)[None] < lengths[:, None]
     new = torch.ones_like(best, dtype=torch.bool)
     new[:, 1:] = best[:, 1:] != best[:, :-1]
-    keep = new & (best != BLANK) & valid
+    keep = new & (best != blank) & valid
     counts = keep.sum(1).tolist()
     return [ids.tolist() for ids in best[keep].split(counts)]
 

@@ -83,10 +83,10 @@ class HolisticExtractor:
                        _landmarks(r.pose_world_landmarks, 33, True))
 
 
-def feature_row(body: np.ndarray, face: np.ndarray, left_hand: np.ndarray, right_hand: np.ndarray,
-                world: np.ndarray | None = None) -> np.ndarray:
-    """One frame's landmarks (:meth:`HolisticExtractor.stream`) as a (540,) row of :mod:`signlab.pose`'s layout."""
-    return HolisticLandmarks(body[None], face[None], left_hand[None], right_hand[None], body[None]).features()[0]
+def feature_row(found: tuple[np.ndarray, ...]) -> np.ndarray:
+    """One frame's landmarks (an item of :meth:`HolisticExtractor.stream`) as a (540,) row of
+    :mod:`signlab.pose`'s layout."""
+    return HolisticLandmarks(*(part[None] for part in found)).features()[0]
 
 
 # what MediaPipe's C++ side prints whenever a graph starts: XNNPACK, absl and TFLite chatter

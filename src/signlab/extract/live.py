@@ -144,7 +144,7 @@ def video_rows(container, where: str, fps: float | None, realtime: bool, model_c
             expected = 0
             for found in extractor.stream(images()):
                 index = order.get()
-                row = feature_row(*found)
+                row = feature_row(found)
                 for _ in range(index - expected + 1):  # the frame, and repeats for those dropped before it
                     rows.put(row)
                 expected = index + 1

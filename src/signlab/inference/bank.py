@@ -16,6 +16,7 @@ from signlab.config import SentenceConfig
 from signlab.data.dataset import pad_clips
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.sentence import sentence_key
+from signlab.decoding.ctc import ctc_greedy_decode
 from signlab.errors import SignlabError
 from signlab.inference.onnx import onnx_session
 from signlab.models.frontend import subsampled_lengths
@@ -71,14 +72,14 @@ def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dt
         emb, proj, logits = encoder(x, lengths)
         embs.append(emb)
         valid_frames = subsampled_lengths(lengths, subsampling)
+        if logits is not None:  # the gloss head's blank is 0, gloss i is i + 1
+            found = ctc_greedy_decode(torch.from_numpy(logits), torch.from_numpy(valid_frames), blank=0)
+            glosses += [tuple(g - 1 for g in ids) for ids in found]
         for i, n in enumerate(valid_frames.tolist()):
             valid = proj[i, :n]
             picked = valid[np.linspace(0, len(valid) - 1, dtw_frames).round().astype(int)]
             picked = picked / np.linalg.norm(picked, axis=1, keepdims=True).clip(1e-8)
             seqs.append(picked.astype(np.float16))
-            if logits is not None:
-                best = logits[i, :n].argmax(-1)  # greedy CTC: repeats merged, blanks (0) dropped
-                glosses.append(tuple(int(g) - 1 for g, prev in zip(best, np.r_[-1, best[:-1]]) if g != prev and g != 0))
     return EncodedClips(np.concatenate(embs), np.stack(seqs), glosses if logits is not None else None)
 
 

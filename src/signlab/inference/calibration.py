@@ -75,9 +75,8 @@ def choose_operating_point(known: dict[str, np.ndarray], unknown: dict[str, np.n
         except SignlabError as exc:
             error = exc
             continue
-        rejects = info.get("unknown_rejection", 1.0) >= target_rejection
-        key = (info["targets_met"], rejects, info["coverage"] if info["targets_met"] else
-               info["precision"] if rejects else info.get("unknown_rejection", 1.0))
+        key = tuple(preference(np.array([info["coverage"]]), np.array([info["precision"]]),
+                               np.array([info.get("unknown_rejection", 1.0)]), target_precision, target_rejection)[0])
         if best is None or key > best[0]:
             best = (key, t, m, {**info, "gloss_tolerance": tolerance if np.isfinite(tolerance) else None})
     if best is None:
@@ -88,6 +87,16 @@ def choose_operating_point(known: dict[str, np.ndarray], unknown: dict[str, np.n
 def _operating(rows: dict[str, np.ndarray], t: float | np.ndarray, margins: np.ndarray) -> np.ndarray:
     """(margins, clips) accepted at threshold ``t``."""
     return (rows["top"] >= t) & (rows["gap"] >= margins[:, None]) & rows["gates"]
+
+
+def preference(coverage: np.ndarray, precision: np.ndarray, rejection: np.ndarray, target_precision: float,
+               target_rejection: float) -> np.ndarray:
+    """(n, 4) keys ordering operating points, compared row by row as tuples: accepts something,
+    meets both targets, rejects enough unknown, then what matters most in that case (coverage when
+    both are met, else precision when rejection is, else rejection)."""
+    rejects = rejection >= target_rejection
+    meets = rejects & (precision >= target_precision) & (coverage > 0)
+    return np.stack([coverage > 0, meets, rejects, np.where(meets, coverage, np.where(rejects, precision, rejection))], 1)
 
 
 def choose_thresholds(known: dict[str, np.ndarray], unknown: dict[str, np.ndarray] | None,
@@ -120,10 +129,7 @@ def choose_thresholds(known: dict[str, np.ndarray], unknown: dict[str, np.ndarra
     best = None
     for t in values(scores):
         coverage, precision, rejection = measures(t, margins)
-        rejects = rejection >= target_rejection
-        meets = rejects & (precision >= target_precision) & (coverage > 0)
-        # lexicographic: accepts something, meets both, rejects enough, then what matters most in that case
-        key = np.stack([coverage > 0, meets, rejects, np.where(meets, coverage, np.where(rejects, precision, rejection))], 1)
+        key = preference(coverage, precision, rejection, target_precision, target_rejection)
         i = max(range(len(margins)), key=lambda k: tuple(key[k]))  # first of equals: the lowest margin
         candidate = (tuple(key[i]), -float(t))
         if best is None or candidate > best[0]:
@@ -133,7 +139,7 @@ def choose_thresholds(known: dict[str, np.ndarray], unknown: dict[str, np.ndarra
                            "other gates (motion, prototypes) or has a margin to the next sentence")
     _, t, m, precision, coverage, rejection = best
     info: dict[str, Any] = {"precision": precision, "coverage": coverage, "clips": len(known["top"]),
-                            "targets_met": bool(best[0][0][1])}
+                            "targets_met": bool(best[0][0][1])}  # the key's "meets both"
     if unknown is not None:
         info.update(unknown_rejection=rejection, unknown_clips=len(unknown["top"]),
                     curve=threshold_curve(known, unknown, m))

@@ -6,6 +6,7 @@ pure ranking and decision of :mod:`~signlab.inference.decision`; thresholds come
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,11 @@ class InferenceEngine:
                    model.subsampling, cfg.model.glosses)
 
     def with_config(self, cfg: EngineConfig) -> InferenceEngine:
-        """The same engine deciding with ``cfg`` (e.g. calibrated thresholds)."""
-        return InferenceEngine(self.encoder, self.prep, self.bank, self.protos, cfg, self.seq_len, self.subsampling,
-                               self.glosses)
+        """The same engine (bank, prototypes, phrase book shared) deciding with ``cfg`` (e.g.
+        calibrated thresholds)."""
+        new = copy.copy(self)
+        new.cfg = cfg
+        return new
 
     @classmethod
     def load(cls, run: str | Path, backend: str = "torch", device: str = "cpu") -> InferenceEngine:

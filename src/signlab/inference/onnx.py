@@ -72,10 +72,6 @@ class OnnxDecoderState:
     past: dict[str, np.ndarray] | None = None  # past_k0, past_v0, ...: (N, H, hd, P), (N, H, P, hd)
     rows: np.ndarray | None = None
 
-    @property
-    def length(self) -> int:
-        return 0 if self.past is None else self.past["past_v0"].shape[2]
-
     def select(self, rows: Tensor, samples: Tensor | None = None) -> OnnxDecoderState:
         rows, memory = rows.numpy(), self.memory
         if samples is not None:

@@ -47,7 +47,7 @@ from signlab.inference.engine import (
 )
 from signlab.inference.sentence_eval import evaluate_sentence_samples
 from signlab.kinds import config_kind
-from signlab.losses import SupConLoss
+from signlab.losses import SupConLoss, ctc_loss
 from signlab.metrics import alignment_metrics, retrieval_metrics
 from signlab.models.sentence import SignTranslationModel
 from signlab.report import SENTENCE_PANELS
@@ -210,7 +210,8 @@ class SentenceModule(TaskModule):
         total = loss.lambda_supcon * supcon + (1 - loss.lambda_supcon) * ce + loss.mask_loss_weight * mask
         losses = {"supcon": supcon, "ce": ce, "mask": mask}
         if "gloss_targets" in batch:  # the gloss head, on both views
-            losses["gloss_ctc"] = sum(gloss_ctc(enc, batch) for enc in (enc_a, enc_b)) / 2
+            losses["gloss_ctc"] = sum(ctc_loss(enc.gloss_logits, enc.lengths, batch["gloss_targets"], batch["gloss_lengths"],
+                                               blank=0, zero_infinity=True) for enc in (enc_a, enc_b)) / 2
             total = total + self.cfg.model.gloss_ctc_weight * losses["gloss_ctc"]
         return {"loss": total, **losses}
 
@@ -248,12 +249,6 @@ class SentenceModule(TaskModule):
             self.log("val_ret_top1", r["top1"], prog_bar=True, sync_dist=True)
             self.log("val_ret_mrr", r["mrr"], sync_dist=True)
 
-
-
-def gloss_ctc(enc, batch: dict) -> torch.Tensor:
-    """CTC loss of the gloss head's logits against the clips' glosses (blank 0), per target gloss."""
-    logp = enc.gloss_logits.float().log_softmax(-1).transpose(0, 1)
-    return F.ctc_loss(logp, batch["gloss_targets"], enc.lengths, batch["gloss_lengths"], blank=0, zero_infinity=True)
 
 
 class SentenceTask(Task):
