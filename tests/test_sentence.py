@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ from signlab.inference.calibration import (
     choose_operating_point,
     choose_thresholds,
 )
+from signlab.inference.decision import GLOSS_FIT_FLOOR, gloss_fit
 from signlab.inference.engine import InferenceEngine, load_sentence_bundle
 from signlab.kinds import HOLISTIC
 from signlab.losses import SupConLoss
@@ -138,38 +140,83 @@ def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path, glosses):
     assert (logits is None) == (glosses is None) and (glosses is None or logits.shape == (1, 9, 4))  # blank + 3
 
 
-def test_recognised_glosses_that_match_no_phrase_refuse_the_answer(engine_parts):
+def test_gloss_fit_scores_the_glosses_the_head_spells():
+    # a head sure of ME GO (1-based: ME = 2, GO = 1) over 6 frames: blank ME ME blank GO blank
+    log_probs = np.log(np.full((6, 5), 0.01, np.float32))
+    for frame, gloss in enumerate([0, 2, 2, 0, 1, 0]):
+        log_probs[frame, gloss] = np.log(0.96)
+    fit = gloss_fit(log_probs, [[2, 1], [4, 1], [2], [2, 1, 3, 4, 1, 2, 3, 4]])
+    assert fit[0] > -0.1 and fit[1] < fit[0] - 1 and fit[2] < fit[0] - 1  # one sign differs; one missing
+    assert fit[3] == GLOSS_FIT_FLOOR  # more glosses than frames: CTC cannot align them
+
+
+def test_gloss_fit_is_torchs_ctc_per_gloss():
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        frames, glosses = int(rng.integers(3, 40)), int(rng.integers(2, 30))
+        log_probs = torch.randn(frames, glosses + 1, generator=torch.Generator().manual_seed(trial)).log_softmax(-1)
+        targets = [rng.integers(1, glosses + 1, rng.integers(1, 9)).tolist() for _ in range(rng.integers(1, 5))]
+        targets.append([1, 1, 2])  # a repeated gloss needs a blank between its two
+        fit = gloss_fit(log_probs.numpy(), targets)
+        for k, t in enumerate(targets):
+            nll = torch.nn.functional.ctc_loss(log_probs[:, None], torch.tensor([t]), torch.tensor([frames]),
+                                               torch.tensor([len(t)]), blank=0, reduction="sum").item()
+            assert fit[k] == pytest.approx(max(-nll / len(t), GLOSS_FIT_FLOOR), abs=1e-4)
+
+
+def test_gloss_evidence_reranks_sentences_that_differ_in_one_sign(engine_parts):
     encoder, bank, clips = engine_parts
     bank = EmbeddingBank(bank.embeddings, bank.sequences, bank.sentences, bank.texts, bank.clip_ids,
                          np.array(["ME GO", "ME GO", "YOU GO", "YOU GO", "WE GO", "WE GO"]))
-    cfg = EngineConfig(motion_floor=0.0, dtw={"enabled": False}, gloss_tolerance=0.0)
+    cfg = EngineConfig(motion_floor=0.0, dtw={"enabled": False}, gloss_weight=0.0)
     engine = InferenceEngine(encoder, Preprocessor(HOLISTIC, pose_normalize=False), bank, bank.prototypes(), cfg, 32,
                              glosses=["GO", "ME", "WE", "YOU"])
-    assert engine.book == {"a": ("ME", "GO"), "b": ("YOU", "GO"), "c": ("WE", "GO")}
-    cands, emb = engine.score(clips[0])
-    top = engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0).sentence
-    said = {"a": ("ME", "GO"), "b": ("YOU", "GO"), "c": ("WE", "GO")}[top]
-    assert engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=said).reason != "gloss_mismatch"
-    wrong = engine.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=("THEY", "GO"))
-    assert wrong.reason == "gloss_mismatch" and not wrong.accepted
-    lax = engine.with_config(cfg.model_copy(update={"gloss_tolerance": 0.5}))  # one of two glosses may differ
-    assert lax.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=("THEY", "GO")).reason != "gloss_mismatch"
-    off = engine.with_config(cfg.model_copy(update={"gloss_tolerance": None}))
-    assert off.decide(cands, emb, 1.0, threshold=-1.0, margin=0.0, glosses=()).reason != "gloss_mismatch"
+    assert engine.book == {"a": [2, 1], "b": [4, 1], "c": [3, 1]}
+    enc = engine.encode(clips[:1])
+    assert enc.gloss_log_probs is None  # this model has no gloss head: no evidence, whatever the weight
+    assert engine.rank(enc, 0)[0].gloss_fit is None
+    # the head's output for a clip of "b" (YOU GO), though its embedding is nearest "a"'s clips
+    spelled = np.log(np.full((8, 5), 0.01, np.float32))
+    for frame, gloss in enumerate([0, 4, 4, 0, 1, 1, 0, 0]):
+        spelled[frame, gloss] = np.log(0.96)
+    enc = replace(enc, gloss_log_probs=[spelled])
+    assert engine.rank(enc, 0)[0].sentence == "a" and engine.rank(enc, 0)[0].gloss_fit is None  # weight 0: off
+    weighted = engine.with_config(cfg.model_copy(update={"gloss_weight": 1.0})).rank(enc, 0, topk=6)
+    assert weighted[0].sentence == "b" and weighted[0].gloss_fit > -0.2
+    assert all(c.gloss_fit < -1 for c in weighted if c.sentence != "b")
+    # a phrase-book gloss the head was not trained on: no gloss evidence at all (logged)
+    assert InferenceEngine(encoder, Preprocessor(HOLISTIC, pose_normalize=False), bank, bank.prototypes(), cfg, 32,
+                           glosses=["GO", "ME", "WE"]).book is None
 
 
-def test_calibration_uses_the_gloss_gate_only_where_it_pays():
+def test_calibration_weighs_the_glosses_only_where_they_pay():
     rng = np.random.default_rng(1)
     known, unknown = _rows(rng, 60), _rows(rng, 60, unknown=True)
     unknown["top"] = known["top"].copy()  # similarity alone cannot tell them apart
-    known["gloss"], unknown["gloss"] = np.zeros(60), np.full(60, 0.5)  # the glosses can
-    t, m, info = choose_operating_point(known, unknown, 0.5, 0.9)
-    assert info["gloss_tolerance"] == 0.0 and info["unknown_rejection"] >= 0.9
-    unknown["gloss"] = np.zeros(60)  # glosses that cannot tell them apart, and miss a third of the known clips:
-    known["gloss"][::3] = 1.0  # the gate only costs acceptance
-    unknown["top"] = known["top"] - 0.5  # while similarity can
-    t, m, info = choose_operating_point(known, unknown, 0.5, 0.9)
-    assert info["gloss_tolerance"] is None
+    apart = ({**known, "top": known["top"] + 0.2}, unknown)  # with the gloss fit in the score, they come apart
+    t, m, info = choose_operating_point({0.0: (known, unknown), 0.1: apart}, 0.5, 0.9)
+    assert info["gloss_weight"] == 0.1 and info["unknown_rejection"] >= 0.9
+    worse = ({**known, "top": known["top"] - 0.3}, {**unknown, "top": unknown["top"] + 0.3})
+    separable = (known, {**unknown, "top": unknown["top"] - 0.5})  # similarity alone can
+    t, m, info = choose_operating_point({0.0: separable, 0.1: worse}, 0.5, 0.9)
+    assert info["gloss_weight"] == 0.0
+    # equal at the target rejection (90%), apart at a stricter one (95%): the weight that holds up wins
+    known = {"top": np.linspace(0.5, 1.0, 100), "gap": np.ones(100), "gates": np.ones(100, bool), "right": np.ones(100, bool)}
+    unknown = {**known, "right": np.zeros(100, bool)}
+    close, far = ({**unknown, "top": np.r_[np.full(90, 0.1), np.full(10, value)]} for value in (0.9, 0.6))
+    assert choose_operating_point({0.0: (known, close), 0.1: (known, far)}, 0.95, 0.9)[2]["gloss_weight"] == 0.1
+
+
+def test_training_views_have_the_frame_rate_inference_sees():
+    from signlab.data.sentence import at_clip_rate
+
+    clip = np.arange(90, dtype=np.float32)[:, None]
+    half = clip[0::2]  # 45 frames: half the rate
+    assert len(at_clip_rate(half, 45, 90, 64)) == 64  # the whole clip is resampled to 64 at inference
+    assert len(at_clip_rate(half, 45, 90, 128)) == 90
+    assert len(at_clip_rate(half[:40], 45, 90, 128)) == 80  # an augmentation that shortens the view keeps its speed-up
+    stretched = at_clip_rate(half, 45, 90, 128)
+    assert stretched[0] == 0 and stretched[-1] == 88 and np.all(np.diff(stretched[:, 0]) >= 0)  # in order, end to end
 
 
 def test_retrieval_metrics_on_a_small_case():
@@ -225,7 +272,7 @@ def test_engine_decisions_and_their_reasons(engine_parts):
     # each clip was also decided with its sentence out of the bank: an unknown sentence to refuse
     assert info["unknown_clips"] == 6 and 0 <= info["unknown_rejection"] <= 1 and info["curve"]
     enc = engine.encode(clips[:1])
-    assert all(c.sentence != "a" for c in engine.rank(enc.embeddings[0], enc.sequences[0], exclude="a"))
+    assert all(c.sentence != "a" for c in engine.rank(enc, 0, exclude="a"))
     with pytest.raises(SignlabError, match="empty"):
         InferenceEngine(encoder, Preprocessor(HOLISTIC), EmbeddingBank(emb[:0], bank.sequences[:0], *(np.array([]),) * 3),
                         Prototypes(np.array([]), np.zeros((0, 32)), np.array([])), cfg, 32)
@@ -253,9 +300,11 @@ def test_sentence_pipeline_end_to_end(sentence_corpus, tmp_path):
     # the manifest has glosses: a gloss head was trained, and the bank knows the phrase book's glosses
     bundle = load_sentence_bundle(run)
     assert bundle.config.model.glosses and bundle.model.gloss_head is not None
-    assert bundle.bank.glosses is not None and "gloss_tolerance" in metrics["calibration"]
+    assert bundle.bank.glosses is not None and "gloss_weight" in metrics["calibration"]
     history = (run / "metrics.jsonl").read_text()
-    assert "train_gloss_ctc" in history
+    assert "train_gloss_ctc" in history and "val_gloss_wer" in history  # the epoch kept weighs the head too
+    epochs = [json.loads(line) for line in history.splitlines() if '"val_score"' in line]
+    assert epochs and all(0 <= e["val_score"] <= 1 for e in epochs)
 
     r = run_cli("sentence", "export", str(run))
     assert r.returncode == 0 and "ONNX Runtime" in r.stdout, r.stderr[-2000:]

@@ -330,6 +330,7 @@ def sentence_index(run: Run, manifest: Manifests,
                    calibrate_on: Annotated[str | None, typer.Option(help="split to calibrate the thresholds on")] = None,
                    features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Rebuild the embedding bank and prototypes from a manifest (and recalibrate the thresholds)."""
+    from signlab.inference.calibration import describe
     from signlab.training.sentence import reindex
 
     info = reindex(run, manifest, splits.split(","), calibrate_on, features_dir)
@@ -338,8 +339,8 @@ def sentence_index(run: Run, manifest: Manifests,
               f"{info['prototypes']} sentence prototypes")
     if "calibration" in info:
         c = info["calibration"]
-        out.print(f"thresholds calibrated on {calibrate_on} ({c['clips']} clips): sim_threshold {c['sim_threshold']:.3f}, "
-                  f"sim_margin {c['sim_margin']:.3f}; accepts {c['coverage']:.0%}, {c['precision']:.1%} of them right"
+        out.print(f"thresholds calibrated on {calibrate_on} ({c['clips']} clips): {describe(c)}; accepts "
+                  f"{c['coverage']:.0%}, {c['precision']:.1%} of them right"
                   + (f", refuses {c['unknown_rejection']:.0%} of them left out of the bank" if "unknown_rejection" in c else "")
                   + f" -> {run / 'config.yaml'}")
 

@@ -196,9 +196,9 @@ class SentenceModelConfig(_AttentionSection):
     encoder_dropout: float = Field(0.1, ge=0, lt=1)
     decoder_layers: int = Field(2, ge=1)
     subsampling: Literal[1, 2, 4, "auto"] = 1
-    gloss_ctc_weight: float = Field(0.3, ge=0, description=(
+    gloss_ctc_weight: float = Field(1.0, ge=0, description=(
         "weight of a CTC loss on the manifest's glosses (a gloss head on the encoder) when every training row "
-        "has glosses; the engine then refuses clips whose recognised glosses match no phrase-book sentence's"))
+        "has glosses; the engine then scores candidates by how well the head's output fits their glosses"))
     glosses: list[str] | None = Field(None, description="the gloss head's vocabulary: filled in from the training rows")
 
 
@@ -235,9 +235,10 @@ class DTWConfig(_Section):
 
 class EngineConfig(_Section):
     confidence_temperature: float = 0.12
-    gloss_tolerance: float | None = Field(0.0, ge=0, description=(
-        "with a gloss head: the most edit distance (per phrase-book gloss) between the recognised glosses and the "
-        "answer's before the answer is refused as gloss_mismatch; null: no gloss gate (calibration chooses)"))
+    gloss_weight: float = Field(0.05, ge=0, description=(
+        "with a gloss head and the phrase book's glosses: weight in a candidate's score of its gloss fit, the mean "
+        "log-probability per gloss (nats, 0 at best) the head gives the candidate's glosses; 0: no gloss evidence "
+        "(calibration chooses it)"))
     sim_threshold: float = 0.58
     sim_margin: float = 0.10
     motion_floor: float = Field(7.5e-4, ge=0, description="queries moving less are rejected as low_motion")
@@ -245,7 +246,7 @@ class EngineConfig(_Section):
     prototype_slack: float = 0.05
     calibration: Literal["off", "dev"] = Field("dev", description="choose sim_threshold / sim_margin on the dev clips")
     target_precision: float = Field(0.95, gt=0, le=1, description="calibration: accepted answers this often right")
-    target_rejection: float = Field(0.9, ge=0, le=1, description="calibration: sentences outside the phrase book "
+    target_rejection: float = Field(0.95, ge=0, le=1, description="calibration: sentences outside the phrase book "
                                     "this often rejected (measured by leaving each dev clip's sentence out)")
     dtw: DTWConfig = DTWConfig()
 

@@ -101,6 +101,7 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
 
     from signlab.config import SentenceConfig
     from signlab.export import export_onnx, onnx_runner, verify
+    from signlab.inference.calibration import describe
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
     from signlab.inference.sentence_eval import evaluate_sentence_samples
 
@@ -136,10 +137,9 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
                "train_time_s": metrics["train_time_s"], "epochs": metrics["epochs"], "results": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(sentence_table(rows))
-    c = metrics.get("calibration") or {}
-    console.print(f"thresholds calibrated on the dev signers: sim_threshold {c.get('sim_threshold', float('nan')):.3f}, "
-                  f"sim_margin {c.get('sim_margin', float('nan')):.3f}; ONNX encoder vs PyTorch: max difference "
-                  f"{onnx_diff:.1e}; written: {out / 'summary.json'}, {run / 'curves.png'}")
+    c = metrics.get("calibration")
+    console.print(f"thresholds calibrated on the dev signers: {describe(c) if c else 'none'}; ONNX encoder vs PyTorch: max "
+                  f"difference {onnx_diff:.1e}; written: {out / 'summary.json'}, {run / 'curves.png'}")
     return summary
 
 

@@ -21,7 +21,7 @@ PANELS = (
 SENTENCE_PANELS = (
     ("loss", ("train_loss", "train_supcon", "train_ce", "train_mask", "val_ce")),
     ("alignment (dev)", ("val_inst_top1", "val_pos_sim", "val_neg_sim")),
-    ("retrieval (dev)", ("val_ret_top1", "val_ret_mrr")),
+    ("retrieval (dev)", ("val_ret_top1", "val_ret_mrr", "val_gloss_wer", "val_score")),
     ("learning rate", ("lr",)),
 )
 

@@ -16,7 +16,6 @@ from signlab.config import SentenceConfig
 from signlab.data.dataset import pad_clips
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.sentence import sentence_key
-from signlab.decoding.ctc import ctc_greedy_decode
 from signlab.errors import SignlabError
 from signlab.inference.onnx import onnx_session
 from signlab.models.frontend import subsampled_lengths
@@ -58,23 +57,24 @@ class OnnxEncoder:
 class EncodedClips:
     embeddings: np.ndarray  # (N, E)
     sequences: np.ndarray  # (N, dtw_frames, P) float16
-    glosses: list[tuple[int, ...]] | None  # the gloss head's greedy CTC output per clip (gloss indices), if any
+    gloss_log_probs: list[np.ndarray] | None  # per clip, the gloss head's CTC log-probabilities (T', G + 1), if any
 
 
 def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dtw_frames: int, subsampling: int = 1,
                  batch_size: int = 32) -> EncodedClips:
     """Embeddings, DTW sequences (each clip's projected frames resampled to ``dtw_frames`` and
     scaled to unit length: a step of DTW then costs 0-2, whatever the model's scale) and, with a
-    gloss head, the glosses recognised in each clip."""
+    gloss head, its CTC log-probabilities over each clip's frames."""
     embs, seqs, glosses = [], [], []
     for start in range(0, len(clips), batch_size):
         x, lengths = pad_clips(clips[start : start + batch_size], seq_len)
         emb, proj, logits = encoder(x, lengths)
         embs.append(emb)
         valid_frames = subsampled_lengths(lengths, subsampling)
-        if logits is not None:  # the gloss head's blank is 0, gloss i is i + 1
-            found = ctc_greedy_decode(torch.from_numpy(logits), torch.from_numpy(valid_frames), blank=0)
-            glosses += [tuple(g - 1 for g in ids) for ids in found]
+        if logits is not None:
+            shifted = logits - logits.max(-1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+            glosses += [log_probs[i, :n] for i, n in enumerate(valid_frames.tolist())]
         for i, n in enumerate(valid_frames.tolist()):
             valid = proj[i, :n]
             picked = valid[np.linspace(0, len(valid) - 1, dtw_frames).round().astype(int)]

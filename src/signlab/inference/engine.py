@@ -7,6 +7,7 @@ pure ranking and decision of :mod:`~signlab.inference.decision`; thresholds come
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from signlab.kinds import config_kind
 from signlab.models.sentence import SignTranslationModel
 from signlab.vocab import Vocabulary
 
+log = logging.getLogger(__name__)
+
 SENTENCE_BUNDLE_FILES = ("config.yaml", "vocab.json", "stats.npz", "model.safetensors", "bank.npz", "prototypes.npz")
 
 
@@ -55,9 +58,7 @@ class InferenceEngine:
             raise SignlabError("the embedding bank is empty: index some clips first (signlab sentence index)")
         self.encoder, self.prep, self.bank, self.protos = encoder, prep, bank, prototypes
         self.cfg, self.seq_len, self.subsampling = cfg, seq_len, subsampling
-        # the gloss head's vocabulary, and the phrase book's glosses: both, or no gloss evidence
-        book = bank.phrase_glosses()
-        self.glosses, self.book = (list(glosses), book) if glosses and book else (None, {})
+        self.book = phrase_book(bank, glosses)
 
     @classmethod
     def build(cls, model: SignTranslationModel, clips: ScanResult, prep: Preprocessor, cfg: SentenceConfig) -> InferenceEngine:
@@ -115,34 +116,48 @@ class InferenceEngine:
 
     def decide_encoded(self, clips: Sequence[np.ndarray], enc: EncodedClips, topk: int = 5, **decide: Any) -> list[Prediction]:
         """The decision on each of ``clips`` encoded as ``enc`` (``decide``: :meth:`decide`'s overrides)."""
-        return [self.decide(self.rank(enc.embeddings[i], enc.sequences[i], topk, decide.get("exclude")), enc.embeddings[i],
-                            pose.mean_motion(c, self.prep.is_pose), glosses=self.recognised(enc, i), **decide)
-                for i, c in enumerate(clips)]
-
-    def recognised(self, enc: EncodedClips, index: int) -> tuple[str, ...] | None:
-        """The glosses the gloss head recognised in clip ``index``, or None without gloss evidence."""
-        if self.glosses is None or enc.glosses is None:
-            return None
-        return tuple(self.glosses[g] for g in enc.glosses[index])
+        return [self.decide(self.rank(enc, i, topk, decide.get("exclude")), enc.embeddings[i],
+                            pose.mean_motion(c, self.prep.is_pose), **decide) for i, c in enumerate(clips)]
 
     def encode(self, clips: Sequence[np.ndarray]) -> EncodedClips:
-        """Embeddings, DTW sequences (resampled as the bank's were) and recognised glosses of preprocessed clips."""
+        """Embeddings, DTW sequences (resampled as the bank's were) and gloss log-probabilities of preprocessed clips."""
         return encode_clips(self.encoder, clips, self.seq_len, self.bank.sequences.shape[1], self.subsampling)
 
     def score(self, clip: np.ndarray, topk: int = 5) -> tuple[list[Candidate], np.ndarray]:
         """Candidates of a preprocessed clip, best first, and its embedding."""
         enc = self.encode([clip])
-        return self.rank(enc.embeddings[0], enc.sequences[0], topk), enc.embeddings[0]
+        return self.rank(enc, 0, topk), enc.embeddings[0]
 
-    def rank(self, emb: np.ndarray, seq: np.ndarray, topk: int = 5, exclude: str | None = None) -> list[Candidate]:
-        """Candidates of an encoded clip (embedding, DTW sequence), best first (``exclude``: as if
-        the bank did not hold that sentence)."""
-        return decision.rank(self.bank, self.cfg, emb, seq, topk, exclude)
+    def rank(self, enc: EncodedClips, index: int, topk: int = 5, exclude: str | None = None) -> list[Candidate]:
+        """Candidates of encoded clip ``index``, best first (``exclude``: as if the bank did not
+        hold that sentence)."""
+        fit = None
+        if self.book is not None and enc.gloss_log_probs is not None:
+            def fit(sentences: list[str]) -> np.ndarray:
+                return decision.gloss_fit(enc.gloss_log_probs[index], [self.book[s] for s in sentences])
+        return decision.rank(self.bank, self.cfg, enc.embeddings[index], enc.sequences[index], topk, exclude, fit)
 
     def decide(self, candidates: list[Candidate], emb: np.ndarray, motion: float, threshold: float | None = None,
-               margin: float | None = None, exclude: str | None = None, glosses: tuple[str, ...] | None = None) -> Prediction:
-        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin, exclude,
-                               None if glosses is None else (glosses, self.book))
+               margin: float | None = None, exclude: str | None = None) -> Prediction:
+        return decision.decide(candidates, emb, motion, self.protos, self.cfg, threshold, margin, exclude)
+
+
+def phrase_book(bank: EmbeddingBank, glosses: Sequence[str] | None) -> dict[str, list[int]] | None:
+    """Each bank sentence's glosses as gloss-head indices (1-based), the gloss evidence; None
+    without a gloss head, or when a bank sentence has no glosses or one the head does not know
+    (then, logged, the engine ranks without gloss evidence)."""
+    book = bank.phrase_glosses()
+    if not glosses or not book:
+        return None
+    index = {g: i + 1 for i, g in enumerate(glosses)}
+    bare = sorted(set(bank.sentences.tolist()) - set(book))
+    unknown = sorted({g for phrase in book.values() for g in phrase} - set(index))
+    if bare or unknown:
+        log.warning("no gloss evidence: %s", f"{len(bare)} phrase-book sentence(s) without glosses (e.g. {bare[0]})" if bare
+                    else f"the gloss head does not know {len(unknown)} phrase-book gloss(es) (e.g. {unknown[0]}): retrain "
+                         "with them to use it")
+        return None
+    return {sentence: [index[g] for g in phrase] for sentence, phrase in book.items()}
 
 @dataclass
 class SentenceBundle:
