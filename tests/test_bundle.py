@@ -72,6 +72,17 @@ def test_bundle_missing_a_config_section_says_which(bundle, section):
         load_bundle(bundle)
 
 
+def test_a_bundle_from_before_the_hand_shape_input_loads_as_trained(bundle):
+    from signlab.config import Config
+    from signlab.inference.bundle import read_bundle_config
+
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    assert config["model"]["hand_shape"] is True  # written by today's training
+    del config["model"]["hand_shape"]
+    (bundle / "config.yaml").write_text(yaml.safe_dump(config))
+    assert read_bundle_config(bundle, Config).model.hand_shape is False
+
+
 def test_damaged_bank_and_prototypes_are_one_line_errors(tmp_path):
     for cls, name in ((EmbeddingBank, "bank.npz"), (Prototypes, "prototypes.npz")):
         path = tmp_path / name

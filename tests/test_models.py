@@ -13,7 +13,7 @@ from signlab.models import (
     build_recognizer,
     subsampled_lengths,
 )
-from signlab.models.frontend import ConvSubsampling, FeatureNormalizer
+from signlab.models.frontend import ConvSubsampling, FeatureNormalizer, HandShape
 from signlab.vocab import SOS
 
 
@@ -145,3 +145,32 @@ def test_build_recognizer_sets_the_statistics():
     stats = FeatureStats(np.arange(16, dtype=np.float32), np.full(16, 3.0, np.float32))
     m = build_recognizer(ModelConfig(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1), 16, 10, stats)
     assert torch.equal(m.frontend.normalize.mean, torch.arange(16.0))
+
+
+def test_hand_shape_is_the_hand_relative_to_its_wrist_in_palm_lengths():
+    rng = np.random.default_rng(0)
+    frame = torch.from_numpy(rng.normal(0, 0.3, (1, 1, 540)).astype(np.float32))
+    moved = frame.clone()
+    hand = pose.PART_SLICES["right_hand"]
+    points = moved[..., hand].unflatten(-1, (21, 3))
+    moved[..., hand] = (points * 2.5 + torch.tensor([0.4, -0.2, 0.1])).flatten(-2)  # the arm moves, the hand is bigger
+    shape, same = HandShape()(frame), HandShape()(moved)
+    assert shape.shape == (1, 1, HandShape.dim)
+    torch.testing.assert_close(shape, same, atol=1e-5, rtol=1e-5)  # the same handshape
+    palm = shape[0, 0].unflatten(-1, (2, 21, 3))
+    assert (palm[:, 0] == 0).all() and torch.allclose(palm[:, 9].norm(dim=-1), torch.ones(2))  # wrist at 0, palm length 1
+    frame[..., pose.PART_SLICES["left_hand"]] = 0  # a missed hand stays zero
+    assert (HandShape()(frame)[0, 0, : HandShape.dim // 2] == 0).all()
+    right = pose.PART_SLICES["right_hand"].start
+    frame[..., right + 3 * 4 : right + 3 * 5] = 0  # a missing fingertip of the right hand: zero, the rest kept
+    out = HandShape()(frame)[0, 0, HandShape.dim // 2 :].unflatten(-1, (21, 3))
+    assert (out[4] == 0).all() and torch.allclose(out[8], palm[1, 8])
+
+
+def test_hand_shape_input_only_for_pose_features():
+    with_hands = build_recognizer(ModelConfig(d_model=32, nhead=4), 540, 20, pose_layout=True)
+    assert with_hands.frontend.hand_shape is not None
+    assert with_hands.frontend.project[0].in_features == 540 + HandShape.dim
+    assert build_recognizer(ModelConfig(d_model=32, nhead=4), 1024, 20).frontend.hand_shape is None  # I3D: no hands
+    off = build_recognizer(ModelConfig(d_model=32, nhead=4, hand_shape=False), 540, 20, pose_layout=True)
+    assert off.frontend.hand_shape is None and off.frontend.project[0].in_features == 540

@@ -25,9 +25,13 @@ class _Section(BaseModel):
 
 class _AttentionSection(_Section):
     """A model section whose Transformer width is split over its heads: ``_width_and_heads`` names
-    the two fields. Attention needs the split to be even, and sinusoidal positions an even width."""
+    the two fields. Attention needs the split to be even, and sinusoidal positions an even width.
+    Also what both models' front ends share."""
 
     _width_and_heads: ClassVar[tuple[str, str]]
+    hand_shape: bool = Field(True, description=(
+        "pose features: the front end also sees each hand's points relative to its wrist, in palm lengths (the "
+        "handshape, whatever the arm does); signs one handshape apart told apart on unseen signers"))
 
     @model_validator(mode="after")
     def _heads_divide_width(self):

@@ -105,6 +105,8 @@ def read_bundle_config(folder: Path, schema: type[C]) -> C:
         raise SignlabError(f"{path} lacks the section(s) {', '.join(missing)}: signlab writes every section when it "
                            "saves a bundle, so this file was edited or comes from elsewhere; restore it from the run "
                            f"folder, or add the section(s) (defaults: `signlab` built-in config)")
+    if isinstance(data.get("model"), dict):  # bundles from before the hand-shape input was there had none
+        data["model"].setdefault("hand_shape", False)
     return parse_config(data, str(path), schema)
 
 

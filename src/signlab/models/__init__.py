@@ -25,11 +25,11 @@ def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: S
     sub = auto_subsampling(pose_layout) if cfg.subsampling == "auto" else cfg.subsampling
     if cfg.type == "tcn":
         model: nn.Module = TCNCTCModel(input_dim, vocab_size, cfg.d_model, cfg.num_encoder_layers, cfg.tcn_kernel_size,
-                                       cfg.dropout, sub, pose_layout)
+                                       cfg.dropout, sub, pose_layout, cfg.hand_shape)
     else:
         model = HybridCTCAttentionModel(input_dim, vocab_size, cfg.d_model, cfg.nhead, cfg.num_encoder_layers,
                                         cfg.num_decoder_layers, cfg.dim_feedforward, cfg.dropout, sub,
-                                        pose_layout=pose_layout)
+                                        pose_layout=pose_layout, hand_shape=cfg.hand_shape)
     if stats is not None:
         model.frontend.normalize.set_stats(stats.mean, stats.std)
     return model

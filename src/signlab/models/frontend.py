@@ -68,6 +68,25 @@ class FeatureNormalizer(nn.Module):
                           (out[..., n:].unflatten(-1, rest.shape[-2:]) * rest_seen).flatten(-2)], -1)
 
 
+class HandShape(nn.Module):
+    """Each hand's 21 points relative to its wrist, in units of its palm (wrist to the middle
+    finger's knuckle): the handshape whatever the arm does. Zero for a missing point, and for the
+    whole hand when its wrist or that knuckle is missing. Signs that differ only in handshape
+    (minimal pairs) differ here by whole units, where in body coordinates they differ by a few
+    hundredths of a shoulder width."""
+
+    dim = 2 * pose.HAND_DIM
+    KNUCKLE = 9  # MediaPipe's middle-finger MCP
+
+    def forward(self, x: Tensor) -> Tensor:
+        hands = x[..., pose.POSE_DIM : pose.POSE_DIM + 2 * pose.HAND_DIM].unflatten(-1, (2, pose.HAND_POINTS, 3))
+        seen = (hands.abs().amax(-1, keepdim=True) > 0).to(x.dtype)  # (..., 2, 21, 1)
+        relative = hands - hands[..., :1, :]
+        palm = relative[..., self.KNUCKLE : self.KNUCKLE + 1, :].square().sum(-1, keepdim=True).sqrt().clamp(min=1e-6)
+        usable = seen[..., :1, :] * seen[..., self.KNUCKLE : self.KNUCKLE + 1, :]
+        return (relative / palm * seen * usable).flatten(-3)
+
+
 class InputProjection(nn.Sequential):
     """Any feature dim (1024 for I3D, 540 for pose) to d_model, as in the seed's I3DBackbone."""
 
@@ -95,14 +114,21 @@ class ConvSubsampling(nn.Module):
 
 
 class FrontEnd(nn.Module):
-    """Raw features (B, T, D) and lengths -> (B, T', d_model), lengths, padding mask."""
+    """Raw features (B, T, D) and lengths -> (B, T', d_model), lengths, padding mask; with
+    ``hand_shape`` (pose features), the standardised features and :class:`HandShape` are projected
+    together."""
 
-    def __init__(self, input_dim: int, d_model: int, dropout: float, subsampling: int = 1, pose_layout: bool = False):
+    def __init__(self, input_dim: int, d_model: int, dropout: float, subsampling: int = 1, pose_layout: bool = False,
+                 hand_shape: bool = False):
         super().__init__()
         self.normalize = FeatureNormalizer(input_dim, pose_layout)
-        self.project = InputProjection(input_dim, d_model, dropout)
+        self.hand_shape = HandShape() if pose_layout and hand_shape else None  # pose only: other kinds have no hands
+        self.project = InputProjection(input_dim + (HandShape.dim if self.hand_shape else 0), d_model, dropout)
         self.subsample = ConvSubsampling(d_model, subsampling)
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x, lengths = self.subsample(self.project(self.normalize(features)), lengths)
+        x = self.normalize(features)
+        if self.hand_shape is not None:
+            x = torch.cat([x, self.hand_shape(features)], -1)
+        x, lengths = self.subsample(self.project(x), lengths)
         return x, lengths, padding_mask(lengths, x.size(1))

@@ -35,10 +35,11 @@ class HybridCTCAttentionModel(nn.Module):
         subsampling: int = 1,
         max_len: int = 4096,
         pose_layout: bool = False,
+        hand_shape: bool = False,
     ):
         super().__init__()
         self.subsampling = subsampling
-        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout)
+        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout, hand_shape)
         self.pos = PositionalEncoding(d_model, dropout, max_len)
         self.encoder = TransformerEncoder(d_model, nhead, num_encoder_layers, dim_feedforward, dropout)
         self.ctc_head = nn.Linear(d_model, vocab_size)

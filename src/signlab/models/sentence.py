@@ -1,6 +1,6 @@
 """Sentence model of the SignTalk workflow: a clip embedding for retrieval, and text generation.
 
-features (B, T, D) -> front end (standardise, project to ``proj_dim``) = projected frames
+features (B, T, D) -> front end (standardise, with pose the hands' shapes, project to ``proj_dim``) = projected frames
   -> positions -> Transformer encoder (padding-masked) -> context (B, T, embed_dim)
      -> mean over valid frames -> LayerNorm -> L2 normalised clip embedding (B, embed_dim)
      -> text decoder (cross-attention over the context) -> word logits
@@ -44,7 +44,7 @@ class SignTranslationModel(nn.Module):
                  pose_layout: bool = False):
         super().__init__()
         sub = auto_subsampling(pose_layout) if cfg.subsampling == "auto" else cfg.subsampling
-        self.frontend = FrontEnd(input_dim, cfg.proj_dim, cfg.encoder_dropout, sub, pose_layout)
+        self.frontend = FrontEnd(input_dim, cfg.proj_dim, cfg.encoder_dropout, sub, pose_layout, cfg.hand_shape)
         self.subsampling = sub
         self.to_model = nn.Linear(cfg.proj_dim, cfg.embed_dim)
         self.pos = PositionalEncoding(cfg.embed_dim, cfg.encoder_dropout)

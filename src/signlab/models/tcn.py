@@ -38,12 +38,13 @@ class TCNCTCModel(nn.Module):
         dropout: float = 0.1,
         subsampling: int = 1,
         pose_layout: bool = False,
+        hand_shape: bool = False,
     ):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError("tcn_kernel_size must be odd so the convolution stays centred")
         self.subsampling = subsampling
-        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout)
+        self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout, hand_shape)
         self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.ctc_head = nn.Linear(d_model, vocab_size)
