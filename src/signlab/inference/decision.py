@@ -48,9 +48,10 @@ def gloss_fit(log_probs: np.ndarray, targets: Sequence[Sequence[int]]) -> np.nda
     log-probability per gloss under a clip's CTC log-probabilities ``log_probs`` (T, G + 1): 0 when
     the head is sure of exactly these glosses, :data:`GLOSS_FIT_FLOOR` at worst.
 
-    The CTC forward recursion over all targets at once, one vectorised step a frame, in NumPy: a
-    few candidates of a few glosses over at most ``seq_len`` frames, where a call into torch cost
-    more than the sum, and kept the query's threads busy after it."""
+    The CTC forward recursion over all targets at once, one vectorised step a frame, in NumPy (a
+    few candidates of a few glosses over at most ``seq_len`` frames): with torch doing the
+    log-softmax and the CTC, a query of the ONNX engine took 10.6 ms on a 100,000-clip bank, with
+    NumPy 8.2 ms (7.7 without a gloss head)."""
     lengths = np.array([len(t) for t in targets])
     states = 2 * lengths.max() + 1
     ext = np.zeros((len(targets), states), np.int64)  # blank, g1, blank, g2, ..., blank (padded with blanks)
@@ -63,9 +64,8 @@ def gloss_fit(log_probs: np.ndarray, targets: Sequence[Sequence[int]]) -> np.nda
     alpha = np.full((len(targets), states + 2), -np.inf)  # two states of -inf in front: no branch at the edge
     alpha[:, 2:4] = emit[0, :, :2]
     no_jump = np.where(skip, 0.0, -np.inf)
-    for frame in emit[1:]:
-        a = alpha[:, 2:]
-        alpha[:, 2:] = np.logaddexp(np.logaddexp(a, alpha[:, 1:-1]), alpha[:, :-2] + no_jump) + frame
+    for frame in emit[1:]:  # stay, step from the state before, or jump over a blank
+        alpha[:, 2:] = np.logaddexp(np.logaddexp(alpha[:, 2:], alpha[:, 1:-1]), alpha[:, :-2] + no_jump) + frame
     rows = np.arange(len(targets))
     total = np.logaddexp(alpha[rows, 2 + 2 * lengths], alpha[rows, 1 + 2 * lengths])
     return np.maximum(total / np.maximum(lengths, 1), GLOSS_FIT_FLOOR)
