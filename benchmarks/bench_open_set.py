@@ -92,7 +92,7 @@ def main() -> None:
     from signlab.data.sentence import has_text, sentence_key
     from signlab.inference.calibration import calibrated, choose_thresholds
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
-    from signlab.inference.sentence_eval import decision_metrics
+    from signlab.inference.sentence_eval import decision_metrics, decision_rates
 
     bundle = load_sentence_bundle(args.run)
     prep, samples = bundle.prep, read_manifest(manifest)
@@ -133,10 +133,7 @@ def main() -> None:
     ms = 1000 * (time.perf_counter() - started) / (len(clips["dev"]) * 2 + len(clips["test"]))
     right = np.array([r[0] == truth for r, truth in zip(rows, truths["test"])])
     accepted = np.array([r[1] >= t and (not np.isfinite(r[2]) or r[2] >= m) for r in rows])
-    results.append(("plain DTW nearest neighbour on the hands (no learning)", {
-        "engine_top1": float(right[known].mean()), "accept_rate": float(accepted[known].mean()),
-        "accepted_accuracy": float(right[accepted].mean()) if accepted.any() else None,
-        "unknown_rejected": float((~accepted[~known]).mean()) if (~known).any() else None}, ms))
+    results.append(("plain DTW nearest neighbour on the hands (no learning)", decision_rates(right, accepted, known), ms))
 
     if args.gloss_run is not None:
         from signlab.inference.recognizer import Recognizer
@@ -151,10 +148,8 @@ def main() -> None:
             ms = 1000 * (time.perf_counter() - started) / len(found)
             right = np.array([f == t for f, t in zip(found, truths["test"])])
             accepted = np.array([f is not None for f in found])
-            results.append((f"gloss recogniser ({recognizer.decoding.method}): exact match with a phrase-book sentence", {
-                "engine_top1": float(right[known].mean()), "accept_rate": float(accepted[known].mean()),
-                "accepted_accuracy": float(right[accepted].mean()) if accepted.any() else None,
-                "unknown_rejected": float((~accepted[~known]).mean()) if (~known).any() else None}, ms))
+            results.append((f"gloss recogniser ({recognizer.decoding.method}): exact match with a phrase-book sentence",
+                            decision_rates(right, accepted, known), ms))
             if method == "ctc_greedy":  # the default engine, accepting only where the glosses agree with it
                 agreed = [replace(p, accepted=p.accepted and p.sentence == f) for p, f in zip(decided, found)]
                 results.append(("default engine, accepted only where the CTC glosses match its sentence",

@@ -14,11 +14,15 @@ from signlab.data.features import Preprocessor, ScanResult
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
 
 
+def pick_frames(x: np.ndarray, n: int) -> np.ndarray:
+    """``n`` frames evenly spaced over the whole of ``x``, first and last included (frames are
+    dropped when ``n`` is smaller, repeated when it is larger)."""
+    return x[np.linspace(0, len(x) - 1, n).round().astype(np.int64)]
+
+
 def resample_frames(x: np.ndarray, max_frames: int) -> np.ndarray:
     """Uniformly pick ``max_frames`` frames from a longer clip: the whole sentence stays."""
-    if len(x) <= max_frames:
-        return x
-    return x[np.linspace(0, len(x) - 1, max_frames).round().astype(np.int64)]
+    return x if len(x) <= max_frames else pick_frames(x, max_frames)
 
 
 def pad_clips(clips: Sequence[np.ndarray], max_frames: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import torch
 
 from signlab.atomic import load_npz, save_npz
 from signlab.config import SentenceConfig
-from signlab.data.dataset import pad_clips
+from signlab.data.dataset import pad_clips, pick_frames
 from signlab.data.features import Preprocessor, ScanResult
 from signlab.data.sentence import sentence_key
 from signlab.errors import SignlabError
@@ -77,7 +77,7 @@ def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dt
             glosses += [log_probs[i, :n] for i, n in enumerate(valid_frames.tolist())]
         for i, n in enumerate(valid_frames.tolist()):
             valid = proj[i, :n]
-            picked = valid[np.linspace(0, len(valid) - 1, dtw_frames).round().astype(int)]
+            picked = pick_frames(valid, dtw_frames)
             picked = picked / np.linalg.norm(picked, axis=1, keepdims=True).clip(1e-8)
             seqs.append(picked.astype(np.float16))
     return EncodedClips(np.concatenate(embs), np.stack(seqs), glosses if logits is not None else None)

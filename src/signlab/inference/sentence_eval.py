@@ -48,16 +48,21 @@ def decision_metrics(preds: Sequence[Prediction], truths: Sequence[str], known: 
     how many are accepted; over every accepted answer, how many are right (an accepted clip of an
     unknown sentence is wrong); of the unknown clips, how many are refused. None where there is
     nothing to count (JSON has no NaN)."""
-    right = np.array([p.sentence == t for p, t in zip(preds, truths)])
-    accepted = np.array([p.accepted for p in preds])
+    rates = decision_rates(np.array([p.sentence == t for p, t in zip(preds, truths)]), np.array([p.accepted for p in preds]),
+                           known)
+    return {**rates, "reasons": dict(Counter(p.reason for p in preds))}
+
+
+def decision_rates(right: np.ndarray, accepted: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    """:func:`decision_metrics` of any decider, from per-clip booleans: its top answer is right,
+    it accepted, the clip's sentence is in the phrase book."""
 
     def mean(x: np.ndarray) -> float | None:
         return float(x.mean()) if len(x) else None
 
     return {"engine_top1": mean(right[known]), "accept_rate": mean(accepted[known]),
             "accepted_accuracy": mean(right[accepted]), "known_clips": int(known.sum()),
-            "unknown_clips": int((~known).sum()), "unknown_rejected": mean(~accepted[~known]),
-            "reasons": dict(Counter(p.reason for p in preds))}
+            "unknown_clips": int((~known).sum()), "unknown_rejected": mean(~accepted[~known])}
 
 
 def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, samples: Sequence[Sample], split: str,
