@@ -9,6 +9,7 @@ from signlab.decoding import decode_batch
 from signlab.decoding.beam import attention_rescore, beam_search
 from signlab.decoding.ctc import (
     CTCPrefixScorer,
+    ctc_align,
     ctc_greedy_decode,
     ctc_prefix_beam_search,
 )
@@ -70,6 +71,21 @@ def test_ctc_prefix_scores_match_brute_force(tiny_ctc):
         assert math.exp(psi2[i, 2]) == pytest.approx(probs.get((5,), 0.0))
         assert ctc_prefix_logprob(logp, [5, 1]) == pytest.approx(math.log(prefix([5, 1])))
         assert ctc_prefix_logprob(logp, [5], whole=True) == pytest.approx(math.log(probs[(5,)]))
+
+
+def test_ctc_forced_alignment_is_the_best_path_that_spells_the_targets():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 5, 6, dtype=torch.float64) * 2
+    lengths, targets, target_lengths = torch.tensor([5, 5, 3]), torch.tensor([[5, 5], [3, 5], [4, 0]]), torch.tensor([2, 2, 1])
+    path = ctc_align(logits, lengths, targets, target_lengths)
+    for i in range(3):
+        logp, want = logits[i, : lengths[i]].log_softmax(-1), targets[i, : target_lengths[i]].tolist()
+        spelled = [p for p in itertools.product(range(6), repeat=int(lengths[i]))
+                   if [k for k, _ in itertools.groupby(p) if k != BLANK] == want]
+        best = max(spelled, key=lambda p: sum(logp[t, c].item() for t, c in enumerate(p)))
+        index = [-1 if c == BLANK else sum(1 for k, _ in itertools.groupby(best[: t + 1]) if k != BLANK) - 1
+                 for t, c in enumerate(best)]
+        assert path[i].tolist() == index + [-1] * (5 - len(index))
 
 
 def test_ctc_prefix_beam_search_with_a_wide_beam_is_exact(tiny_ctc):

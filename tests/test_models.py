@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from signlab import pose
 from signlab.config import ModelConfig
 from signlab.data.stats import FeatureStats
-from signlab.losses import JointCTCAttentionLoss
+from signlab.losses import JointCTCAttentionLoss, guided_attention_loss
 from signlab.models import (
     HybridCTCAttentionModel,
     TCNCTCModel,
@@ -14,7 +14,7 @@ from signlab.models import (
     subsampled_lengths,
 )
 from signlab.models.frontend import ConvSubsampling, FeatureNormalizer, HandShape
-from signlab.vocab import SOS
+from signlab.vocab import BLANK, SOS
 
 
 def small_hybrid(dim=16, vocab=12, sub=1):
@@ -115,6 +115,39 @@ def test_joint_loss_is_the_weighted_sum_and_trains():
     torch.testing.assert_close(losses["ce"], ce)
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_attention_guide_counts_the_mass_between_each_glosses_neighbours():
+    # CTC fires gloss 0 at frame 1, gloss 1 at frames 4-5, gloss 2 at frame 8 of 10 (9 valid)
+    b = BLANK
+    logits = 10 * F.one_hot(torch.tensor([[b, 5, b, b, 6, 6, b, b, 7, b]]), 12).float()
+    targets, lengths = torch.tensor([[5, 6, 7]]), torch.tensor([9])
+    attention = torch.zeros(1, 4, 10)
+    attention[0, 0, 3] = 1.0  # gloss 0 may use frames 0-3: all of it inside
+    attention[0, 1, [2, 9]] = 0.5  # gloss 1 may use 2-7: half
+    attention[0, 2, [6, 1]] = torch.tensor([0.25, 0.75])  # gloss 2 may use 6-8 (the clip's last valid frame): a quarter
+    attention[0, 3, 0] = 1.0  # <eos> is not guided
+    got = guided_attention_loss(attention, logits, lengths, targets, torch.tensor([3]))
+    torch.testing.assert_close(got, -torch.tensor([1.0, 0.5, 0.25]).log().mean())
+
+
+def test_the_decoder_returns_its_cross_attention_and_the_guide_trains_it():
+    torch.manual_seed(0)
+    model = small_hybrid().eval()
+    x, n, tokens = torch.randn(2, 12, 16), torch.tensor([12, 9]), torch.tensor([[SOS, 5, 6, 7], [SOS, 8, 9, 0]])
+    plain, guided = model(x, n, tokens), model.heads(model.encode(x, n), tokens, need_attention=True)
+    torch.testing.assert_close(guided.decoder_logits, plain.decoder_logits)
+    assert plain.attention is None and guided.attention.shape == (2, 4, guided.ctc_logits.size(1))
+    torch.testing.assert_close(guided.attention.sum(-1), torch.ones(2, 4))
+    assert guided.attention[1, :, 9:].abs().max() == 0  # padding frames get none
+    batch = {"ctc_targets": torch.tensor([[5, 6, 7], [8, 9, 0]]), "target_lengths": torch.tensor([3, 2]),
+             "decoder_target": torch.tensor([[5, 6, 7, 4], [8, 9, 4, 0]])}
+    losses = JointCTCAttentionLoss(0.3, 0.7, 0.0, guide_weight=0.5)(guided, batch)
+    torch.testing.assert_close(losses["loss"], 0.3 * losses["ctc"] + 0.7 * losses["ce"] + 0.5 * losses["guide"])
+    assert "guide" not in JointCTCAttentionLoss(0.3, 0.7, 0.0, guide_weight=0.5)(plain, batch)
+    losses["guide"].backward()  # the guide moves the decoder's queries, not the keys it reads the encoder with
+    cross = model.decoder.layers[-1].cross_attn
+    assert cross.q.weight.grad.abs().sum() > 0 and cross.kv.weight.grad is None
 
 
 def test_build_recognizer_from_config():

@@ -73,6 +73,10 @@ class ModelConfig(_AttentionSection):
     ctc_weight: float = Field(0.3, ge=0)
     ce_weight: float = Field(0.7, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    attention_guide: float = Field(1.0, ge=0, description=(
+        "hybrid: weight of a loss that keeps the decoder's cross-attention for each gloss between its "
+        "neighbours' frames on the CTC head's forced alignment, from the end of warm-up (0 = off); "
+        "it keeps the attention decoder from skipping or repeating clauses of long sentences"))
 
 
 class TrainingConfig(_Section):

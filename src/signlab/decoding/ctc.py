@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from signlab.vocab import BLANK
@@ -197,3 +198,41 @@ class CTCPrefixScorer:
         new.prefix_score = psi[parent, column]
         new.last, new.prefix_length = labels, self.prefix_length + 1
         return new
+
+
+@torch.no_grad()
+def ctc_align(logits: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
+    """CTC forced alignment (Viterbi), batched: (B, T) index of the target label each frame
+    holds on the most likely path that spells ``targets`` (B, L), -1 where it holds a blank or
+    lies past the clip. The only Python loops are over frames."""
+    logp = log_probs(logits)
+    b, t_max, _ = logp.shape
+    s_max = 2 * targets.size(1) + 1  # blank, label 1, blank, label 2, ..., blank
+    ext = torch.full((b, s_max), BLANK, dtype=torch.long, device=logp.device)
+    ext[:, 1::2] = targets.clamp(min=0)
+    emit = logp.gather(2, ext[:, None].expand(b, t_max, s_max))  # (B, T, S)
+    skip = torch.zeros_like(ext, dtype=torch.bool)  # label s may follow label s - 2 directly
+    skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
+    states = torch.arange(s_max, device=logp.device)
+    alive = states[None] < 2 * target_lengths[:, None] + 1
+    score = torch.full((b, s_max), NEG_INF, device=logp.device, dtype=logp.dtype)
+    score[:, :2] = emit[:, 0, :2]
+    score = score.masked_fill(~alive, NEG_INF)
+    back = torch.zeros((t_max, b, s_max), dtype=torch.long, device=logp.device)  # 0: stay, 1: from s-1, 2: from s-2
+    for t in range(1, t_max):
+        one = F.pad(score, (1, 0), value=NEG_INF)[:, :-1]
+        two = F.pad(score, (2, 0), value=NEG_INF)[:, :-2].masked_fill(~skip, NEG_INF)
+        best, back[t] = torch.stack([score, one, two]).max(0)
+        new = (best + emit[:, t]).masked_fill(~alive, NEG_INF)
+        score = torch.where((t < lengths)[:, None], new, score)  # a finished clip keeps its last column
+    # each clip ends in its last label or the blank after it, at its last frame
+    last = 2 * target_lengths
+    end_score = torch.stack([score.gather(1, last[:, None]), score.gather(1, (last - 1).clamp(min=0)[:, None])], -1)[:, 0]
+    state = torch.where(end_score[:, 1] > end_score[:, 0], last - 1, last)
+    path = torch.full((b, t_max), -1, dtype=torch.long, device=logp.device)
+    for t in range(t_max - 1, -1, -1):
+        inside = t < lengths
+        path[:, t] = torch.where(inside & (state % 2 == 1), (state - 1) // 2, -1)
+        step = back[t].gather(1, state[:, None])[:, 0]
+        state = torch.where(inside & (t > 0), state - step, state)
+    return path

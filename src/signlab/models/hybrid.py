@@ -50,10 +50,13 @@ class HybridCTCAttentionModel(nn.Module):
         x, lengths, mask = self.frontend(features, lengths)
         return Encoded(self.encoder(self.pos(x), mask), lengths, mask)
 
-    def heads(self, enc: Encoded, decoder_input: Tensor | None = None) -> RecognizerOutput:
-        """CTC logits, and decoder logits under teacher forcing when ``decoder_input`` is given."""
-        dec = None if decoder_input is None else self.decoder(decoder_input, enc.out, enc.padding_mask)
-        return RecognizerOutput(self.ctc_head(enc.out), enc.lengths, dec)
+    def heads(self, enc: Encoded, decoder_input: Tensor | None = None, need_attention: bool = False) -> RecognizerOutput:
+        """CTC logits, and decoder logits under teacher forcing when ``decoder_input`` is given
+        (with ``need_attention``, also the last decoder layer's cross-attention)."""
+        dec = attention = None
+        if decoder_input is not None:
+            dec, attention = self.decoder.forward_with_attention(decoder_input, enc.out, enc.padding_mask, need_attention)
+        return RecognizerOutput(self.ctc_head(enc.out), enc.lengths, dec, attention)
 
     def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:
         return self.heads(self.encode(features, lengths), decoder_input)

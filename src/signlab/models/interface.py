@@ -27,6 +27,7 @@ class RecognizerOutput:
     ctc_logits: Tensor  # (B, T', V)
     lengths: Tensor  # (B,) valid CTC frames
     decoder_logits: Tensor | None  # (B, L, V), None for CTC-only models
+    attention: Tensor | None = None  # (B, L, T') the decoder's cross-attention, when asked for
 
 
 class GlossModel(Protocol):

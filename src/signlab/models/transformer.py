@@ -94,8 +94,13 @@ class SelfAttention(nn.Module):
 
 def attend(q: Tensor, k_t: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
     """Scaled dot-product attention with transposed keys (..., hd, S) and a boolean mask."""
+    return attend_weights(q, k_t, allowed) @ v
+
+
+def attend_weights(q: Tensor, k_t: Tensor, allowed: Tensor | None) -> Tensor:
+    """The weights of scaled dot-product attention, transposed keys (..., hd, S), boolean mask."""
     scores = (q @ k_t) * (q.size(-1) ** -0.5)
-    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+    return (scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))).softmax(-1)
 
 
 @dataclass
@@ -146,16 +151,21 @@ class CrossAttention(nn.Module):
         k, v = self.kv(memory).chunk(2, dim=-1)
         return _heads(k, self.nhead).contiguous(), _heads(v, self.nhead).contiguous()  # read at every step
 
-    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
-        """(N, L, D) queries against (B, H, S, hd) keys and values, N = B * rows per sample."""
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(N, L, D) queries against (B, H, S, hd) keys and values, N = B * rows per sample; with
+        ``need_weights``, also the attention weights averaged over heads, (N, L, S), computed with
+        the keys detached: a loss on them trains where the decoder looks, not the encoder."""
         q = _heads(self.q(x), self.nhead)  # (N, H, L, hd)
         (n, h, length, hd), b = q.shape, kv[0].size(0)
         # the rows of a sample become more query positions of one attention call (a view when N == B)
         q = q.view(b, n // b, h, length, hd).transpose(1, 2).reshape(b, h, -1, hd)
-        y = F.scaled_dot_product_attention(
-            q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out(_merge(y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd)))
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        weights = None
+        if need_weights:
+            weights = attend_weights(q, kv[0].detach().transpose(2, 3), mask).mean(1)
+            weights = weights.view(b, n // b, length, -1).reshape(n, length, -1)
+        return self.out(_merge(y.view(b, h, n // b, length, hd).transpose(1, 2).reshape(n, h, length, hd))), weights
 
     def forward_transposed(self, x: Tensor, kv_t: Cache, keep: Tensor) -> Tensor:
         """:meth:`forward` (no dropout) with transposed keys (B, H, hd, S), for the ONNX export;
@@ -208,14 +218,15 @@ class DecoderLayer(nn.Module):
         self.ff = feed_forward(d_model, dim_feedforward, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         x = x + self.drop(self.self_attn(self.norm1(x), causal=True))
-        return self._rest(x, memory_kv, memory_mask)
+        return self._rest(x, memory_kv, memory_mask, need_weights)
 
     def step(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None, cache: SelfCache | None,
              rows: Tensor | None) -> tuple[Tensor, SelfCache]:
         h, cache = self.self_attn.step(self.norm1(x), cache, rows)
-        return self._rest(x + self.drop(h), memory_kv, memory_mask), cache
+        return self._rest(x + self.drop(h), memory_kv, memory_mask)[0], cache
 
     def step_with_past(self, x: Tensor, memory_kv_t: Cache, keep: Tensor, past: Cache) -> tuple[Tensor, Cache]:
         """:meth:`step` as a pure function (:meth:`SelfAttention.step_with_past`), keys transposed."""
@@ -224,9 +235,11 @@ class DecoderLayer(nn.Module):
         x = x + self.cross_attn.forward_transposed(self.norm2(x), memory_kv_t, keep)
         return x + self.ff(self.norm3(x)), kv
 
-    def _rest(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None) -> Tensor:
-        x = x + self.drop(self.cross_attn(self.norm2(x), memory_kv, memory_mask))
-        return x + self.drop(self.ff(self.norm3(x)))
+    def _rest(self, x: Tensor, memory_kv: Cache, memory_mask: Tensor | None,
+              need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        h, weights = self.cross_attn(self.norm2(x), memory_kv, memory_mask, need_weights)
+        x = x + self.drop(h)
+        return x + self.drop(self.ff(self.norm3(x))), weights
 
 
 @dataclass
@@ -282,11 +295,17 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, tokens: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None) -> Tensor:
         """Teacher forcing: (B, L) tokens -> (B, L, V) logits."""
+        return self.forward_with_attention(tokens, memory, memory_padding_mask, need_weights=False)[0]
+
+    def forward_with_attention(self, tokens: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None,
+                               need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing, and (with ``need_weights``) the last layer's cross-attention weights
+        averaged over heads, (B, L, S), as :meth:`CrossAttention.forward` gives them."""
         state = self.init_state(memory, memory_padding_mask)
-        x = self.pos(self.embed(tokens) * math.sqrt(self.d_model))
-        for layer, kv in zip(self.layers, state.memory_kv):
-            x = layer(x, kv, state.memory_mask)
-        return self.output(self.norm(x))
+        x, weights = self.pos(self.embed(tokens) * math.sqrt(self.d_model)), None
+        for i, (layer, kv) in enumerate(zip(self.layers, state.memory_kv)):
+            x, weights = layer(x, kv, state.memory_mask, need_weights and i == len(self.layers) - 1)
+        return self.output(self.norm(x)), weights
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One incremental step: (N,) newest tokens -> (N, V) logits for the next position; N is a

@@ -170,7 +170,7 @@ class GlossRecognitionModule(TaskModule):
         self.vocab = Vocabulary(vocab_tokens)
         self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats, config_kind(self.cfg).pose)
         m = self.cfg.model
-        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing)
+        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing, m.attention_guide)
         self.hybrid = m.type == "hybrid"
         self.decoding = selection_decoding(self.cfg)
         mix = self.cfg.augmentation.mix
@@ -186,11 +186,11 @@ class GlossRecognitionModule(TaskModule):
                         np.random.default_rng([self.cfg.training.seed, self.global_step, self.global_rank]))
         features, lengths = (batch["features"], batch["lengths"]) if mixed is None else (mixed.features, mixed.lengths)
         enc = self.model.encode(features, lengths)
-        out = self.model.heads(enc, batch["decoder_input"] if self.hybrid else None)
+        out = self._heads(enc, batch["decoder_input"])
         losses = self.criterion(out, batch)
         if mixed is not None:
             partner = {k: v[mixed.partner] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            other = self.criterion(self.model.heads(enc, partner["decoder_input"] if self.hybrid else None), partner)
+            other = self.criterion(self._heads(enc, partner["decoder_input"]), partner)
             losses = {k: mixed.lam * losses[k] + (1 - mixed.lam) * other[k] for k in losses}
         if not torch.isfinite(losses["loss"]):
             raise SignlabError(
@@ -198,6 +198,14 @@ class GlossRecognitionModule(TaskModule):
                 "lower training.lr, or check these rows' features"
             )
         return losses, enc, out
+
+    def _heads(self, enc: Encoded, decoder_input: torch.Tensor) -> RecognizerOutput:
+        """The model's heads; the decoder's cross-attention too once warm-up is over, if a guide
+        loss wants it (the CTC alignment it follows means little before)."""
+        if not self.hybrid:
+            return self.model.heads(enc)
+        guide = self.cfg.model.attention_guide and self.current_epoch >= self.cfg.training.warmup_epochs
+        return self.model.heads(enc, decoder_input, need_attention=bool(guide))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses, _, out = self._step(batch, self.mix)
