@@ -84,3 +84,16 @@ def test_width_error_from_overrides_blames_the_overrides():
     with pytest.raises(SignlabError) as err:
         load_config(REPO / "configs" / "hybrid.yaml", ["model.d_model=30", "model.nhead=4"])
     assert str(err.value).startswith("--set model.d_model=30, --set model.nhead=4: model.d_model=30 must be divisible")
+
+
+def test_a_saved_config_without_later_keys_loads_as_it_was_trained(tmp_path):
+    from signlab.config import SentenceConfig
+
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  d_model: 64\n  nhead: 4\n")
+    old = load_config(path, saved=True)  # a run saved before the hand shapes and the attention guide, resumed
+    assert (old.model.hand_shape, old.model.attention_guide) == (False, 0.0)
+    new = load_config(path)  # the same file as a new run's config: today's defaults
+    assert (new.model.hand_shape, new.model.attention_guide) == (True, 1.0)
+    path.write_text("model:\n  proj_dim: 64\n")
+    assert load_config(path, schema=SentenceConfig, saved=True).model.hand_shape is False  # no guide key there

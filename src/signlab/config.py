@@ -310,16 +310,32 @@ def builtin_config(name: str) -> Path:
     return path
 
 
+# keys added after runs and bundles were first saved, with the value that reproduces a config saved without them
+ADDED_KEYS = {("model", "hand_shape"): False, ("model", "attention_guide"): 0.0}
+
+
+def as_saved(data: dict[str, Any], schema: type[RootConfig]) -> dict[str, Any]:
+    """A saved config (a bundle's, or a run's being resumed) with the keys it predates set as it was trained."""
+    for (section, key), value in ADDED_KEYS.items():
+        fields = getattr(schema.model_fields.get(section), "annotation", None)
+        if isinstance(data.get(section), dict) and key in getattr(fields, "model_fields", {}):
+            data[section].setdefault(key, value)
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                schema: type[RootConfig] | None = None):
+                schema: type[RootConfig] | None = None, saved: bool = False):
     """Read ``path`` (or the defaults), apply ``key=value`` overrides, validate against ``schema``
-    (:class:`Config`, or :class:`SentenceConfig` for the sentence pipeline). An error names the
-    file and line, or the ``--set`` that caused it."""
+    (:class:`Config`, or :class:`SentenceConfig` for the sentence pipeline); ``saved``: a config
+    signlab wrote (:func:`as_saved`). An error names the file and line, or the ``--set`` that
+    caused it."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         source = str(path)
         data = read_yaml_mapping(Path(path), "config")
+        if saved:
+            data = as_saved(data, schema or Config)
     set_keys = {}
     for item in overrides:
         set_keys[_apply_override(data, item)] = item

@@ -16,7 +16,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from signlab.atomic import load_json, write_bytes, write_json
-from signlab.config import Config, RootConfig, parse_config, read_yaml_mapping
+from signlab.config import Config, RootConfig, as_saved, parse_config, read_yaml_mapping
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.kinds import config_kind
@@ -105,9 +105,7 @@ def read_bundle_config(folder: Path, schema: type[C]) -> C:
         raise SignlabError(f"{path} lacks the section(s) {', '.join(missing)}: signlab writes every section when it "
                            "saves a bundle, so this file was edited or comes from elsewhere; restore it from the run "
                            f"folder, or add the section(s) (defaults: `signlab` built-in config)")
-    if isinstance(data.get("model"), dict):  # bundles from before the hand-shape input was there had none
-        data["model"].setdefault("hand_shape", False)
-    return parse_config(data, str(path), schema)
+    return parse_config(as_saved(data, schema), str(path), schema)
 
 
 def check_bundle_files(path: Path, files: tuple[str, ...], kind: str) -> None:

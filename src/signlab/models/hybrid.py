@@ -54,8 +54,10 @@ class HybridCTCAttentionModel(nn.Module):
         """CTC logits, and decoder logits under teacher forcing when ``decoder_input`` is given
         (with ``need_attention``, also the last decoder layer's cross-attention)."""
         dec = attention = None
-        if decoder_input is not None:
-            dec, attention = self.decoder.forward_with_attention(decoder_input, enc.out, enc.padding_mask, need_attention)
+        if decoder_input is not None and need_attention:
+            dec, attention = self.decoder.forward_with_attention(decoder_input, enc.out, enc.padding_mask)
+        elif decoder_input is not None:
+            dec = self.decoder(decoder_input, enc.out, enc.padding_mask)
         return RecognizerOutput(self.ctc_head(enc.out), enc.lengths, dec, attention)
 
     def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:

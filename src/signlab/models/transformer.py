@@ -295,12 +295,16 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, tokens: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None) -> Tensor:
         """Teacher forcing: (B, L) tokens -> (B, L, V) logits."""
-        return self.forward_with_attention(tokens, memory, memory_padding_mask, need_weights=False)[0]
+        return self._teacher_forcing(tokens, memory, memory_padding_mask, need_weights=False)[0]
 
-    def forward_with_attention(self, tokens: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None,
-                               need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing, and (with ``need_weights``) the last layer's cross-attention weights
-        averaged over heads, (B, L, S), as :meth:`CrossAttention.forward` gives them."""
+    def forward_with_attention(self, tokens: Tensor, memory: Tensor,
+                               memory_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher forcing, and the last layer's cross-attention weights averaged over heads,
+        (B, L, S), as :meth:`CrossAttention.forward` gives them."""
+        return self._teacher_forcing(tokens, memory, memory_padding_mask, need_weights=True)
+
+    def _teacher_forcing(self, tokens: Tensor, memory: Tensor, memory_padding_mask: Tensor | None,
+                         need_weights: bool) -> tuple[Tensor, Tensor | None]:
         state = self.init_state(memory, memory_padding_mask)
         x, weights = self.pos(self.embed(tokens) * math.sqrt(self.d_model)), None
         for i, (layer, kv) in enumerate(zip(self.layers, state.memory_kv)):

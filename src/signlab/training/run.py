@@ -116,7 +116,7 @@ def run_config(out: Path, config: Path | None, overrides: Sequence[str], resume:
     if fixed:
         raise SignlabError(f"--set {', '.join(fixed)}: a resumed run keeps what it trains; only "
                            f"{', '.join(RESUMABLE_KEYS)} may change. Start a new run (another --out) to change the rest")
-    return load_config(out / "config.yaml", overrides, schema)
+    return load_config(out / "config.yaml", overrides, schema, saved=True)
 
 
 def run_inputs(out: Path, resume: bool) -> tuple[Vocabulary | None, FeatureStats | None]:
