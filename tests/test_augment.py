@@ -166,3 +166,32 @@ def test_batch_mixing_keeps_both_targets_feasible():
         assert torch.equal(m.lengths, torch.maximum(lengths, lengths[m.partner]))
         assert m.features.shape == features.shape
     assert BatchMix(0.0, 0.0)(features, lengths, np.random.default_rng(0)) is None
+
+
+def test_video_augmentation_keeps_dtype_range_and_frame_size_and_never_flips():
+    from signlab.data.augment.video import RECIPES, VideoAugmentation
+
+    rng = np.random.default_rng(0)
+    frames = np.zeros((30, 48, 40, 3), np.uint8)
+    frames[:, 10:20, 5:15] = 200  # a bright square on the left of every frame
+    for intensity in RECIPES:
+        aug = VideoAugmentation(intensity)
+        for k in range(10):
+            out = aug(frames, np.random.default_rng(k))
+            assert out.dtype == np.uint8 and out.shape[1:] == frames.shape[1:] and 1 <= len(out)
+            as_float = aug(frames.astype(np.float32) / 255, np.random.default_rng(k))
+            assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
+            assert np.abs(as_float * 255 - out).max() <= 1  # the same draw, whatever the input's dtype
+            bright = out.mean(axis=(0, 3)) > 100
+            if bright.any():  # rotations and zooms of 15 degrees / 10% leave the square on the left
+                assert np.flatnonzero(bright.any(0)).mean() < 20
+    assert np.array_equal(VideoAugmentation()(frames, np.random.default_rng(3)), VideoAugmentation()(frames, rng := np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="one of light, medium, heavy"):
+        VideoAugmentation("extreme")
+
+
+def test_video_noise_is_gaussian_with_the_recipes_spread():
+    from signlab.data.augment.video import normal_table
+
+    table = normal_table()
+    assert abs(table.mean()) < 1e-6 and abs(table.std() - 1) < 1e-3 and table.min() < -4 and table.max() > 4

@@ -337,3 +337,36 @@ def test_cli_extract_and_recognize(videos, tmp_path, tiny_corpus, tiny_config):
         result = json.loads(out.read_text())
         assert result["fps"] == 10 and result["frames"] == 8 and isinstance(result["glosses"], list)
         assert {"extract", "model"} <= set(result["timing_s"]) and f"glosses ({result['decoding']})" in r.stdout
+
+
+def test_i3d_views_written_and_drawn_one_a_clip_each_epoch(videos, tmp_path):
+    from signlab.data.dataset import FeatureViews, GlossDataset
+    from signlab.data.features import Preprocessor, scan, view_path
+    from signlab.data.manifest import Sample
+    from signlab.extract.runner import ExtractionJob, run_extraction
+    from signlab.kinds import I3D
+    from signlab.vocab import Vocabulary
+
+    job = ExtractionJob("i3d", tmp_path / "f", VideoOptions(size=64, crop=64), random_weights=True, stack_size=8,
+                        step_size=4, views=3)
+    run_extraction([videos / "a.mp4"], job)
+    clean = tmp_path / "f" / "a.npy"
+    views = [np.load(clean)] + [np.load(view_path(clean, k)) for k in (1, 2)]
+    assert all(v.shape[1] == 1024 for v in views) and not np.allclose(views[0][:3], views[1][:3])
+    manifest = (tmp_path / "f" / "manifest.csv").read_text()
+    assert "views" in manifest.splitlines()[0] and ",3" in manifest
+    sample = Sample("a", "train", clean, ("A",), extra={"views": "3"})
+    prep = Preprocessor(I3D)
+    ds = FeatureViews(GlossDataset(scan([sample], prep), prep, Vocabulary.build([["A"]]), 150), seed=0)
+    seen = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        x = ds[0]["features"].numpy()
+        seen |= {k for k, v in enumerate(views) if v.shape == x.shape and np.allclose(v, x)}
+    assert seen == {0, 1, 2}
+    view_path(clean, 2).write_bytes(b"broken")
+    for epoch in range(12):  # a broken view gives the clean features, never an error
+        ds.set_epoch(epoch)
+        assert ds[0]["features"].shape[1] == 1024
+    with pytest.raises(SignlabError, match="--views is for I3D features"):
+        run_extraction([videos / "a.mp4"], ExtractionJob("pose", tmp_path / "p", views=2))

@@ -151,9 +151,9 @@ def test_a_real_clip_over_http_is_tracked_frame_by_frame(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        container, where = open_source(url=f"http://127.0.0.1:{server.server_port}/{video.name}")
+        source = open_source(url=f"http://127.0.0.1:{server.server_port}/{video.name}")
         stats = LiveStats()
-        rows = list(video_rows(container, where, FPS, False, 1, stats, threading.Event(), live=False))
+        rows = list(video_rows(source, FPS, False, 1, stats, threading.Event(), live=False))
     finally:
         server.shutdown()
     assert len(rows) == stats.rows == stats.frames > 10 and stats.dropped == 0
@@ -175,3 +175,23 @@ def test_cli_recognises_a_real_video_through_mediapipe(tiny_run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert re.search(r"\d+ rows in .* 0 frames dropped", r.stdout)  # a file read as fast as it goes drops nothing
     assert (tmp_path / "events.jsonl").is_file()
+
+
+@needs_real_data()
+def test_a_folder_of_frames_is_a_live_source_as_its_video_is(tmp_path):
+    from PIL import Image
+
+    from signlab.extract.video import VideoOptions, read_video
+
+    frames = read_video(REAL_DATA / "wlasl_18068.mp4", VideoOptions(fps=FPS))[:30]
+    (tmp_path / "clip").mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / "clip" / f"images{i + 1:04d}.png")
+    source = open_source(video=tmp_path / "clip", frame_rate=FPS)
+    assert source.rate == FPS and source.where == str(tmp_path / "clip")
+    stats = LiveStats()
+    rows = np.stack(list(video_rows(source, None, False, 1, stats, threading.Event(), live=False)))
+    assert len(rows) == stats.frames == 30 and (rows[:, :132] != 0).any(1).mean() > 0.5
+    (tmp_path / "clip" / "images0004.png").unlink()
+    with pytest.raises(VideoError, match="frame 3 is followed by 5"):
+        open_source(video=tmp_path / "clip")

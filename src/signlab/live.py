@@ -30,6 +30,7 @@ class LiveSource:
     features: Path | None = None
     realtime: bool = False  # pace a video file at its frame rate (features are always paced)
     fps: float | None = None  # rows a second (default: the bundle's extraction rate)
+    frame_rate: float = 25.0  # a folder of frames plays at this rate
 
     def check(self) -> None:
         given = [n for n in ("camera", "url", "video", "features") if getattr(self, n) is not None]
@@ -100,11 +101,12 @@ def run_live(model: str | Path, source: LiveSource, jsonl: Path | None = None, b
         if predictor.kind.extractor != "pose":
             raise SignlabError(f"{model} reads {predictor.kind.name} features: live recognition from video runs pose "
                                "bundles (MediaPipe Holistic); stream your own features with --features")
-        container, where = open_source(source.camera, source.url, source.video)
+        opened = open_source(source.camera, source.url, source.video, source.frame_rate)
+        where = opened.where
         if backend == "torch":  # MediaPipe needs a core of its own: PyTorch's second thread took it (12% of frames dropped)
             torch.set_num_threads(1)
         live = source.video is None or source.realtime
-        rows = video_rows(container, where, fps, source.video is not None and source.realtime,
+        rows = video_rows(opened, fps, source.video is not None and source.realtime,
                           model_complexity if model_complexity is not None else cfg.extract.model_complexity,
                           stats, stop, live=live)
     streaming = StreamingRecognizer(predictor, fps=fps, hop_s=hop_s, clock=stats.clock)

@@ -39,8 +39,6 @@ from prometheus_client import (
 
 from signlab.data.features import FeatureError
 from signlab.errors import SignlabError
-from signlab.extract.pipeline import video_features
-from signlab.extract.video import probe
 from signlab.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -239,6 +237,9 @@ def video_clip(body: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
     """Features of an uploaded video, extracted as the bundle's config says, in a private temporary
     folder that is always removed. Nothing in the request names a server path, and errors do not
     show the temporary one."""
+    from signlab.extract.pipeline import video_features  # PyAV and the extractors load with the first video
+    from signlab.extract.video import probe
+
     with tempfile.TemporaryDirectory(prefix="signlab-upload-") as tmp:  # mode 0700
         path = Path(tmp) / "upload"
         path.write_bytes(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -10,8 +11,10 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from signlab.data.features import Preprocessor, ScanResult
+from signlab.data.features import FeatureError, Preprocessor, ScanResult, view_path
 from signlab.vocab import EOS, PAD, SOS, Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 def pick_frames(x: np.ndarray, n: int) -> np.ndarray:
@@ -64,6 +67,42 @@ class GlossDataset(Dataset):
             "decoder_input": torch.tensor([SOS, *ids], dtype=torch.long),
             "decoder_target": torch.tensor([*ids, EOS], dtype=torch.long),
         }
+
+
+class FeatureViews(Dataset):
+    """A clip's features as one of its views, drawn afresh each epoch from (seed, epoch, index):
+    ``extract i3d --views K`` wrote the clean features and K - 1 of the clip's augmented videos
+    (manifest column ``views``). A view that cannot be read, or that ``usable(index, frames)``
+    rejects (too short for its targets), gives the clean features instead, with one warning."""
+
+    def __init__(self, base: GlossDataset, seed: int = 0, usable: Callable[[int, int], bool] | None = None):
+        self.base, self.seed, self.usable, self.epoch, self.warned = base, seed, usable, 0, False
+        self.lengths = base.lengths
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        sample = self.base.samples[index]
+        views = int(sample.extra.get("views") or 1)
+        view = int(np.random.default_rng([self.seed, self.epoch, index, 1]).integers(views)) if views > 1 else 0
+        if view:
+            try:
+                x = self.base.prep(self.base.prep.read(view_path(sample.features, view)), sample.where)
+            except FeatureError as exc:
+                if not self.warned:
+                    log.warning("%s: feature view %d unusable (%s); training uses the clean features where a view "
+                                "fails", sample.where, view, exc)
+                    self.warned = True
+                return item
+            x = resample_frames(x, self.base.max_frames)
+            if self.usable is None or self.usable(index, len(x)):
+                item["features"] = torch.from_numpy(np.ascontiguousarray(x))
+        return item
 
 
 def hybrid_collate_fn(batch: Sequence[dict]) -> dict:

@@ -54,6 +54,11 @@ def mask_path(features: Path) -> Path:
     return features.with_name(features.stem + ".mask.npy")
 
 
+def view_path(features: Path, view: int) -> Path:
+    """Where ``extract i3d --views K`` writes augmented view ``view`` (1..K-1) of a clip."""
+    return features.with_name(f"{features.stem}.view{view}.npy")
+
+
 def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
     """Read a feature file as float32 (T, D), validating it: ``.npy``, or a MediaPipe Holistic
     ``.pose`` file (read into the 540-dim pose layout)."""
@@ -180,6 +185,14 @@ class ScanResult:
 
     def all_features(self, prep: Preprocessor) -> list[np.ndarray]:
         return self.arrays if self.arrays is not None else [self.features(i, prep) for i in range(len(self.samples))]
+
+    def without(self, check: Callable[[Sample, int], tuple[str, str] | None]) -> ScanResult:
+        """The samples that ``check(sample, frames)`` lets through; the others join the exclusions."""
+        problems = [check(s, n) for s, n in zip(self.samples, self.lengths)]
+        keep = [i for i, p in enumerate(problems) if p is None]
+        return ScanResult([self.samples[i] for i in keep], [self.lengths[i] for i in keep],
+                          None if self.arrays is None else [self.arrays[i] for i in keep],
+                          self.excluded + [Exclusion(s, *p) for s, p in zip(self.samples, problems) if p])
 
 
 

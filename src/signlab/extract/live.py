@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,15 @@ import av
 import numpy as np
 
 from signlab.data.features import load_features
-from signlab.extract.video import VideoError, probe, stream_frames
+from signlab.extract.video import (
+    VideoError,
+    VideoOptions,
+    frame_files,
+    is_frame_folder,
+    iter_frames,
+    probe,
+    stream_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +78,25 @@ def feature_rows(path: str | Path, dim: int, fps: float, realtime: bool, stats: 
         yield row
 
 
-def open_source(camera: int | None = None, url: str | None = None, video: str | Path | None = None):
-    """A PyAV container for one of: ``/dev/video{camera}`` (V4L2), a URL (RTSP, HTTP...), a file.
-    A source that cannot be opened is a one-line :class:`VideoError`."""
+@dataclass
+class Source:
+    """A video source opened for live reading: its frames as they come, their rate, a name."""
+
+    where: str
+    frames: Callable[[float | None], Iterator[np.ndarray]]  # fps (None: as recorded) -> RGB frames
+    rate: float  # frames a second as recorded
+    close: Callable[[], None]
+
+
+def open_source(camera: int | None = None, url: str | None = None, video: str | Path | None = None,
+                frame_rate: float = 25.0) -> Source:
+    """One of: ``/dev/video{camera}`` (V4L2), a URL (RTSP, HTTP...), a video file or a folder of
+    frames (played at ``frame_rate``). A source that cannot be opened is a one-line :class:`VideoError`."""
+    if video is not None and is_frame_folder(Path(video)):
+        folder = Path(video)
+        frame_files(folder)  # missing frames or a gap: the same one-line errors as everywhere
+        return Source(str(folder), lambda fps: iter_frames(folder, VideoOptions(fps=fps, frame_rate=frame_rate)),
+                      frame_rate, lambda: None)
     if video is not None:
         probe(video)  # missing, empty, not a video: the same one-line errors as everywhere
         where, args = str(video), {}
@@ -90,10 +114,11 @@ def open_source(camera: int | None = None, url: str | None = None, video: str | 
     if not container.streams.video:
         container.close()
         raise VideoError("unreadable", f"{where} has no video stream")
-    return container, where
+    rate = float(container.streams.video[0].average_rate or 25)
+    return Source(where, lambda fps: stream_frames(container, fps), rate, container.close)
 
 
-def video_rows(container, where: str, fps: float | None, realtime: bool, model_complexity: int,
+def video_rows(source: Source, fps: float | None, realtime: bool, model_complexity: int,
                stats: LiveStats, stop: threading.Event, live: bool = True) -> Iterator[np.ndarray]:
     """(540,) rows of the frames of an open source (:func:`open_source`), MediaPipe Holistic in its
     own thread; ``live``: the source comes in real time (a camera, a stream, a paced file), so
@@ -107,8 +132,8 @@ def video_rows(container, where: str, fps: float | None, realtime: bool, model_c
 
     def read() -> None:
         try:
-            rate = fps or float(container.streams.video[0].average_rate or 25)
-            for i, image in enumerate(stream_frames(container, fps)):
+            rate = fps or source.rate
+            for i, image in enumerate(source.frames(fps)):
                 if stop.is_set():
                     break
                 if realtime:
@@ -123,12 +148,12 @@ def video_rows(container, where: str, fps: float | None, realtime: bool, model_c
                 else:
                     frames.put(item)
         except av.FFmpegError as exc:
-            failure.append(VideoError("corrupt", f"{where}: decoding failed after {stats.frames} frames ({exc})"))
+            failure.append(VideoError("corrupt", f"{source.where}: decoding failed after {stats.frames} frames ({exc})"))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             failure.append(exc)
         finally:
             frames.put(_END)
-            container.close()
+            source.close()
 
     # the Holistic thread pulls frames and pushes rows, repeating a row for every frame the reader
     # dropped before it

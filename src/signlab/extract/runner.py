@@ -1,7 +1,8 @@
 """Batch extraction over many videos: shards, worker processes, skipping, atomic writes, a summary.
 
-Outputs mirror the inputs' folder structure under ``out`` (``clips/a/b.mp4`` given as ``clips``
-becomes ``out/a/b.npy``). A file is written to a temporary name and renamed when complete, so an
+A video is a file FFmpeg reads or a folder of PNG / JPEG frames. Outputs mirror the inputs' folder
+structure under ``out`` (``clips/a/b.mp4`` given as ``clips`` becomes ``out/a/b.npy``, and so does
+the frame folder ``clips/a/b/``); corpus preparation gives its own :class:`Item` list instead. A file is written to a temporary name and renamed when complete, so an
 interrupted run never leaves half a file, and a re-run skips what is already there. One bad video
 never stops the run: it is reported, with its reason, in the summary and in ``failures.csv``.
 """
@@ -13,6 +14,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from rich.progress import (
 from rich.table import Table
 
 from signlab.atomic import save_npy
-from signlab.data.features import mask_path
+from signlab.data.augment.video import VideoAugmentation
+from signlab.data.features import mask_path, view_path
 from signlab.data.pose_files import write_pose_file
 from signlab.errors import SignlabError
 from signlab.extract.holistic import clip_statistics
@@ -38,6 +41,7 @@ from signlab.extract.video import (
     VIDEO_EXTENSIONS,
     VideoError,
     VideoOptions,
+    is_frame_folder,
     iter_frames,
     probe,
 )
@@ -60,6 +64,25 @@ class ExtractionJob:
     step_size: int = 4
     batch_size: int = 8
     device: str = "cpu"
+    views: int = 1  # i3d: clean features plus views - 1 augmented ones (the seed's video recipe)
+    augment: str = "medium"  # i3d views: light, medium or heavy
+
+
+@dataclass(frozen=True)
+class Item:
+    """One video to extract into ``output``, optionally a frame range (0-based, end exclusive) or a
+    time range (seconds) of it."""
+
+    video: Path
+    output: Path
+    start: int | None = None
+    end: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+
+    def options(self, base: VideoOptions) -> VideoOptions:
+        return dataclasses.replace(base, start=self.start, end=self.end, start_time=self.start_time,
+                                   end_time=self.end_time)
 
 
 @dataclass
@@ -77,8 +100,11 @@ def plan(inputs: Sequence[str | Path], out: Path, shard: tuple[int, int] = (0, 1
     """(video, output .npy) pairs for this shard; outputs keep the inputs' sub-folders."""
     pairs: dict[Path, Path] = {}
     for item in map(Path, inputs):
-        if item.is_dir():
-            videos = [p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
+        if is_frame_folder(item):
+            pairs[item] = out / f"{item.name}.npy"
+        elif item.is_dir():
+            videos = [p for p in item.rglob("*") if (p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+                      or is_frame_folder(p)]
             for v in videos:
                 pairs[v] = out / v.relative_to(item).with_suffix(".npy")
         else:
@@ -118,27 +144,31 @@ def _init_worker(job: ExtractionJob, threads: int) -> None:
                                   job.step_size, job.batch_size)
 
 
-def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
-    job, video, output = args
+def _process(args: tuple[ExtractionJob, Item]) -> Outcome:
+    job, item = args
+    video, output, opts = item.video, item.output, item.options(job.video)
     started = time.perf_counter()
     try:
         if job.kind == "pose":
-            landmarks = _extractor.landmarks(iter_frames(video, job.video))
+            landmarks = _extractor.landmarks(iter_frames(video, opts))
             features = landmarks.features()
             if not part_mask(features)[:, 0].any():  # no body in any frame: nobody to extract
                 raise VideoError("no_signer", f"MediaPipe found no body in any of the {len(features)} frames "
                                               "(is someone in the picture, lit and in focus?)")
             if job.write_pose:
-                info = probe(video)
-                write_pose_file(output.with_suffix(".pose"), landmarks, job.video.fps or info.fps, info.width, info.height)
+                info = probe(video, opts.frame_rate)
+                write_pose_file(output.with_suffix(".pose"), landmarks, opts.fps or info.fps, info.width, info.height)
             save_npy(mask_path(output), part_mask(features))
             save_npy(output, features)  # last: its presence means the video is complete
             stats = clip_statistics(features)
         else:
-            frames = np.stack(list(iter_frames(video, job.video)))
+            frames = np.stack(list(iter_frames(video, opts)))
+            for k in range(1, job.views):  # views first: the clean features' file says the video is complete
+                seen = VideoAugmentation(job.augment)(frames, np.random.default_rng([zlib.crc32(str(output).encode()), k]))
+                save_npy(view_path(output, k), _extractor.extract(seen))
             features = _extractor.extract(frames)
             save_npy(output, features)
-            stats = {"num_frames": len(frames), "num_windows": len(features)}
+            stats = {"num_frames": len(frames), "num_windows": len(features), "views": job.views}
         return Outcome(video, output, "done", seconds=time.perf_counter() - started, stats=stats)
     except VideoError as exc:
         return Outcome(video, output, "failed", exc.kind, str(exc), time.perf_counter() - started)
@@ -150,15 +180,29 @@ def _process(args: tuple[ExtractionJob, Path, Path]) -> Outcome:
 
 
 def run_extraction(inputs: Sequence[str | Path], job: ExtractionJob, console: Console | None = None) -> list[Outcome]:
+    pairs = plan(inputs, job.out, job.shard)
+    if not pairs:
+        raise SignlabError(f"no videos found in {', '.join(map(str, inputs))} (extensions: {', '.join(VIDEO_EXTENSIONS)}, "
+                           "or folders of PNG / JPEG frames)")
+    return run_items([Item(v, o) for v, o in pairs], job, console)
+
+
+def run_items(items: Sequence[Item], job: ExtractionJob, console: Console | None = None) -> list[Outcome]:
+    """Extract every item whose output is not there yet (in ``job.workers`` processes), then write
+    the manifest and failures of this shard and print the summary."""
     console = console or Console()
     if job.kind == "i3d" and job.weights is None and not job.random_weights:
         raise SignlabError("I3D needs weights: --weights rgb_imagenet.pt (the PyTorch port of DeepMind's "
                            "Kinetics-400 I3D); --random-weights only for testing the pipeline")
-    pairs = plan(inputs, job.out, job.shard)
-    if not pairs:
-        raise SignlabError(f"no videos found in {', '.join(map(str, inputs))} (extensions: {', '.join(VIDEO_EXTENSIONS)})")
-    todo = [(v, o) for v, o in pairs if not o.exists()]
-    outcomes = [Outcome(v, o, "skipped", message="already extracted") for v, o in pairs if o.exists()]
+    if job.views > 1 and job.kind != "i3d":
+        raise SignlabError("--views is for I3D features (a frozen extractor sees augmented videos); pose is augmented "
+                           "in training itself")
+    try:
+        VideoAugmentation(job.augment)
+    except ValueError as exc:
+        raise SignlabError(f"--augment: {exc}") from None
+    todo = [i for i in items if not i.output.exists()]
+    outcomes = [Outcome(i.video, i.output, "skipped", message="already extracted") for i in items if i.output.exists()]
     workers = max(1, min(job.workers, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers > 1:  # the cores are shared: one decoding thread per worker
@@ -166,7 +210,7 @@ def run_extraction(inputs: Sequence[str | Path], job: ExtractionJob, console: Co
     columns = [TextColumn(f"extracting {job.kind}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(todo))
-        tasks = [(job, v, o) for v, o in todo]
+        tasks = [(job, i) for i in todo]
         if workers == 1:
             _init_worker(job, threads)
             results = map(_process, tasks)

@@ -1,17 +1,22 @@
-"""Video decoding with PyAV: any container FFmpeg reads, streamed frame by frame.
+"""Video decoding with PyAV: any container FFmpeg reads, streamed frame by frame; and folders of
+frames (PNG / JPEG, as PHOENIX and CSL-Daily ship them), read as the video they are.
 
 Frames come out as (H, W, 3) uint8 RGB, upright (the container's rotation metadata is applied),
 optionally resampled to a target frame rate (nearest source frame for each output tick, so
 frames are dropped or repeated, never blended), resized so the shorter side is ``size`` and
 centre-cropped to ``crop`` x ``crop``, and limited to a frame range ``[start, end)`` (source frame
 numbers, 0-based; WLASL's 1-based inclusive ``frame_start``/``frame_end`` become ``start - 1``,
-``end``) or a time range in seconds.
+``end``) or a time range in seconds. A frame folder's images are its frames in the order of the
+number in their names (a gap in the numbering is an error: frames are missing), at
+``frame_rate`` frames a second, decoded by a few threads.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +29,7 @@ from signlab.errors import SignlabError
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 class VideoError(SignlabError):
@@ -44,6 +50,7 @@ class VideoOptions:
     start_time: float | None = None  # seconds
     end_time: float | None = None
     decode_threads: int = 0  # 0: FFmpeg decides; 1 when several worker processes share the cores
+    frame_rate: float = 25.0  # frames a second of a frame folder (its images carry no timing)
 
 
 @dataclass
@@ -55,9 +62,85 @@ class VideoInfo:
     height: int
 
 
+def is_frame_folder(path: Path) -> bool:
+    """A folder holding PNG / JPEG frames: a video as PHOENIX and CSL-Daily distribute them."""
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """A frame folder's images in frame order (the number in their names that changes from frame to
+    frame: PHOENIX-2014's ``...pid0_fn000042-0.png`` counts in ``fn``); a :class:`VideoError` when
+    the folder is missing or empty or its numbering has a gap."""
+    if not folder.is_dir():
+        raise VideoError("missing", f"{folder} not found")
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise VideoError("empty", f"{folder} holds no PNG or JPEG frames")
+    runs = [[int(n) for n in re.findall(r"\d+", p.stem)] for p in files]
+    width = {len(r) for r in runs}
+    if len(width) != 1 or not runs[0]:
+        return sorted(files)
+    changing = [j for j in range(width.pop()) if len({r[j] for r in runs}) > 1] or [0]
+    order = sorted(zip((r[changing[-1]] for r in runs), files))
+    gaps = [(a, b) for (a, _), (b, _) in zip(order, order[1:]) if b != a + 1]
+    if gaps:
+        raise VideoError("gap", f"{folder}: frame {gaps[0][0]} is followed by {gaps[0][1]} ({len(gaps)} gap(s) in the "
+                                "numbering: frames are missing)")
+    return [f for _, f in order]
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise VideoError("corrupt", f"{path} is not a readable image ({exc})") from None
+
+
+def _folder_frames(folder: Path, opts: VideoOptions) -> Iterator[np.ndarray]:
+    """A frame folder's frames with ``opts`` applied (range, rate, size, crop)."""
+    files = frame_files(folder)
+    rate = opts.frame_rate
+    first = max(opts.start or 0, round(opts.start_time * rate) if opts.start_time is not None else 0)
+    last = min(len(files) if opts.end is None else opts.end,
+               round(opts.end_time * rate) if opts.end_time is not None else len(files))
+    picked = list(range(first, last))
+    if opts.fps is not None and picked:  # nearest frame for each tick of the target rate
+        ticks = np.arange(round(len(picked) * opts.fps / rate)) * rate / opts.fps
+        picked = [picked[i] for i in np.minimum(np.round(ticks).astype(int), len(picked) - 1)]
+    if not picked:
+        raise VideoError("empty", f"{folder} has no frames in the requested range")
+    with ThreadPoolExecutor(max(1, min(4, opts.decode_threads or 4))) as pool:  # PIL decodes outside the GIL
+        for img in pool.map(_read_image, [files[i] for i in picked]):
+            yield _resize_crop(img, opts)
+
+
+def _resize_crop(img: np.ndarray, opts: VideoOptions) -> np.ndarray:
+    if opts.size is not None:
+        from PIL import Image
+
+        h, w = img.shape[:2]
+        scale = opts.size / min(w, h)
+        img = np.asarray(Image.fromarray(img).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                     Image.BILINEAR))
+    return _crop(img, opts.crop)
+
+
+def _crop(img: np.ndarray, c: int | None) -> np.ndarray:
+    if c is None:
+        return img
+    h, w = img.shape[:2]
+    if h < c or w < c:
+        raise VideoError("corrupt", f"frame of {w}x{h} is smaller than the crop {c}x{c}; resize first (size >= crop)")
+    top, left = (h - c) // 2, (w - c) // 2
+    return img[top : top + c, left : left + c]
+
+
 def _open(path: Path):
     if path.is_dir():
-        raise VideoError("missing", f"{path} is a folder: give a video file (`signlab extract` takes folders)")
+        raise VideoError("missing", f"{path} is a folder: give a video file, or a folder of PNG or JPEG frames")
     if not path.is_file():
         raise VideoError("missing", f"{path} not found")
     if path.stat().st_size == 0:
@@ -73,8 +156,12 @@ def _open(path: Path):
     return container
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, frame_rate: float = 25.0) -> VideoInfo:
     path = Path(path)
+    if is_frame_folder(path):
+        files = frame_files(path)
+        height, width = _read_image(files[0]).shape[:2]
+        return VideoInfo(path, frame_rate, len(files), width, height)
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.base_rate or 25
@@ -90,6 +177,9 @@ def iter_frames(path: str | Path, opts: VideoOptions = VideoOptions(),
     ``"warn"`` logs a warning: what was decoded may still be worth recognising.
     """
     path = Path(path)
+    if is_frame_folder(path) or (path.is_dir() and not any(path.iterdir())):
+        yield from _folder_frames(path, opts)
+        return
     container = _open(path)
     emitted = decoded = 0
 
@@ -210,11 +300,4 @@ def _to_array(frame: av.VideoFrame, opts: VideoOptions) -> np.ndarray:
     turns = round((frame.rotation or 0) / 90) % 4
     if turns:
         img = np.ascontiguousarray(np.rot90(img, turns))
-    if opts.crop is not None:
-        h, w = img.shape[:2]
-        c = opts.crop
-        if h < c or w < c:
-            raise VideoError("corrupt", f"frame of {w}x{h} is smaller than the crop {c}x{c}; resize first (size >= crop)")
-        top, left = (h - c) // 2, (w - c) // 2
-        img = img[top : top + c, left : left + c]
-    return img
+    return _crop(img, opts.crop)
