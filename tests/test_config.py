@@ -5,17 +5,25 @@ from signlab.errors import SignlabError
 from tests.conftest import REPO
 
 
-def test_hybrid_yaml_mirrors_the_seed_config():
-    cfg = load_config(REPO / "configs" / "hybrid.yaml")
+def test_seed_yaml_mirrors_the_seed_config():
+    cfg = load_config(REPO / "configs" / "seed.yaml")
     m, t, d = cfg.model, cfg.training, cfg.data
-    assert (m.type, m.d_model, m.nhead, m.num_encoder_layers, m.num_decoder_layers, m.input_dim) == ("hybrid", 512, 8, 6, 3, 1024)
+    assert (m.type, m.encoder, m.d_model, m.nhead, m.num_encoder_layers, m.num_decoder_layers, m.input_dim) == (
+        "hybrid", "transformer", 512, 8, 6, 3, 1024)
     assert (m.ctc_weight, m.ce_weight) == (0.3, 0.7)
     assert (t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.scheduler, t.gradient_clip) == (100, 8, 1e-4, 5, "cosine", 5.0)
     assert (d.augmentation, d.max_frames) == (True, 150)
 
 
+def test_hybrid_yaml_is_the_seeds_but_for_what_learns_real_data():
+    seed, ours = (load_config(REPO / "configs" / f"{n}.yaml").to_dict() for n in ("seed", "hybrid"))
+    changed = {(s, k) for s in seed for k in seed[s] if seed[s][k] != ours[s][k]}
+    assert changed == {("model", "encoder"), ("model", "num_encoder_layers"), ("model", "ctc_weight"),
+                       ("model", "ce_weight"), ("training", "lr"), ("training", "warmup_epochs")}
+
+
 def test_builtin_configs_are_packaged_and_valid():
-    for name in ("hybrid", "demo"):
+    for name in ("hybrid", "seed", "demo"):
         load_config(builtin_config(name))
 
 

@@ -17,9 +17,9 @@ from signlab.models.frontend import ConvSubsampling, FeatureNormalizer, HandShap
 from signlab.vocab import BLANK, SOS
 
 
-def small_hybrid(dim=16, vocab=12, sub=1):
+def small_hybrid(dim=16, vocab=12, sub=1, **options):
     return HybridCTCAttentionModel(dim, vocab, d_model=32, nhead=4, num_encoder_layers=2, num_decoder_layers=2,
-                                   dim_feedforward=64, dropout=0.1, subsampling=sub).eval()
+                                   dim_feedforward=64, dropout=0.1, subsampling=sub, **options).eval()
 
 
 @pytest.mark.parametrize("dim", [1024, 540])
@@ -38,6 +38,9 @@ def test_default_architecture_matches_the_seed():
 
 
 @pytest.mark.parametrize("make", [lambda: small_hybrid(sub=1), lambda: small_hybrid(sub=2), lambda: small_hybrid(sub=4),
+                                  lambda: small_hybrid(sub=2, encoder="bilstm"), lambda: small_hybrid(encoder="tcn"),
+                                  lambda: small_hybrid(encoder="bilstm", self_conditioning=True),
+                                  lambda: small_hybrid(sub=2, self_conditioning=True),
                                   lambda: TCNCTCModel(16, 12, d_model=32, num_layers=3, subsampling=2).eval()])
 def test_a_clip_gives_the_same_output_alone_or_padded_in_a_batch(make):
     torch.manual_seed(0)
@@ -115,6 +118,34 @@ def test_joint_loss_is_the_weighted_sum_and_trains():
     torch.testing.assert_close(losses["ce"], ce)
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_self_conditioned_ctc_reads_the_middle_layer_and_adds_it_to_the_loss():
+    torch.manual_seed(0)
+    batch = {"features": torch.randn(2, 12, 16), "lengths": torch.tensor([12, 9]),
+             "ctc_targets": torch.tensor([[5, 6, 7], [8, 9, 0]]), "target_lengths": torch.tensor([3, 2]),
+             "decoder_input": torch.tensor([[SOS, 5, 6, 7], [SOS, 8, 9, 0]]),
+             "decoder_target": torch.tensor([[5, 6, 7, 4], [8, 9, 4, 0]])}
+    for encoder in ("transformer", "bilstm", "tcn"):
+        model = small_hybrid(encoder=encoder, self_conditioning=True).train()
+        out = model(batch["features"], batch["lengths"], batch["decoder_input"])
+        assert out.middle_ctc_logits.shape == out.ctc_logits.shape
+        full = JointCTCAttentionLoss(1.0, 0.0, middle_weight=0.5)(out, batch)["ctc"]
+        last = JointCTCAttentionLoss(1.0, 0.0)(out, batch)["ctc"]
+        middle = JointCTCAttentionLoss(1.0, 0.0)(type(out)(out.middle_ctc_logits, out.lengths, None), batch)["ctc"]
+        torch.testing.assert_close(full, 0.5 * last + 0.5 * middle)
+        full.backward()
+        assert model.condition.weight.grad is not None and model.condition.weight.grad.abs().sum() > 0
+    assert small_hybrid().condition is None  # off unless asked for
+
+
+def test_old_tcn_weights_load_under_the_shared_encoder():
+    model = TCNCTCModel(16, 12, d_model=32, num_layers=2)
+    old = {k.replace("encoder.", ""): v for k, v in model.state_dict().items()}  # as saved before the encoder module
+    assert any(k.startswith("blocks.") for k in old)
+    fresh = TCNCTCModel(16, 12, d_model=32, num_layers=2)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
 
 
 def test_the_attention_guide_counts_the_mass_between_each_glosses_neighbours():

@@ -59,6 +59,10 @@ class RootConfig(_Section):
 class ModelConfig(_AttentionSection):
     _width_and_heads = ("d_model", "nhead")
     type: Literal["hybrid", "tcn"] = "hybrid"
+    encoder: Literal["transformer", "bilstm", "tcn"] = Field("transformer", description=(
+        "hybrid: the encoder under the CTC head and the decoder; bilstm: temporal convolutions then a "
+        "bidirectional LSTM (d_model / 2 units each way), the CSLR field's standard; tcn: the baseline's dilated "
+        "convolutions"))
     input_dim: int | None = Field(None, description="feature dim; null = taken from the data")
     d_model: int = Field(512, ge=2)
     nhead: int = Field(8, ge=1)
@@ -67,12 +71,20 @@ class ModelConfig(_AttentionSection):
     dim_feedforward: int = Field(2048, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     subsampling: Literal[1, 2, 4, "auto"] = Field(
-        "auto", description="time reduction before the encoder; auto = 4 for 25 fps pose, 1 for window features (I3D)"
+        "auto", description=(
+        "time reduction before the encoder; auto: the largest of 4, 2, 1 that leaves 3 encoder frames a gloss "
+        "in the median training clip (25 fps pose gets 4, I3D windows 1)")
     )
     tcn_kernel_size: int = Field(5, ge=1)
     ctc_weight: float = Field(0.3, ge=0)
     ce_weight: float = Field(0.7, ge=0)
+    intermediate_ctc: float = Field(0.0, ge=0, le=1, description=(
+        "hybrid: the CTC head also reads the encoder's middle layer, its posteriors are added back into the sequence "
+        "(self-conditioned CTC), and this share of the CTC loss is that middle layer's (0 = off)"))
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    decoder_token_dropout: float = Field(0.0, ge=0, lt=1, description=(
+        "hybrid, training: each decoder input token is <unk> with this probability, so the decoder reads the "
+        "clip instead of reciting training sentences from the tokens before"))
     attention_guide: float = Field(1.0, ge=0, description=(
         "hybrid: weight of a loss that keeps the decoder's cross-attention for each gloss between its "
         "neighbours' frames on the CTC head's forced alignment, from the end of warm-up (0 = off); "
@@ -88,6 +100,9 @@ class TrainingConfig(_Section):
     scheduler: Literal["cosine", "constant"] = "cosine"
     gradient_clip: float = 5.0
     early_stopping_patience: int = Field(20, ge=0, description="epochs without dev improvement; 0 = off")
+    collapse_patience: int = Field(8, ge=0, description=(
+        "gloss recognition: stop when the CTC head says blank on over 95% of dev frames this many epochs in a row "
+        "after warm-up (collapse); 0 = never"))
     seed: int = 42
     accelerator: str = "auto"
     devices: int | str = 1

@@ -28,7 +28,7 @@ from signlab.training.run import train
 DEMO_CORPUS = CorpusSpec(train_signers=8, dev_signers=1, test_signers=2, clips_per_signer=60, seed=0)
 DEMO_MODELS = {  # name -> (folder, overrides of the demo config)
     "hybrid": ("hybrid", []),
-    "tcn (baseline)": ("tcn", ["model.type=tcn"]),
+    "tcn (baseline)": ("tcn", ["model.type=tcn", "model.num_encoder_layers=3"]),  # the baseline as it always was
 }
 NO_AUGMENTATION = {"hybrid, no augmentation": ("hybrid_noaug", ["data.augmentation=false"])}
 

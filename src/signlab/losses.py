@@ -13,7 +13,8 @@ from signlab.vocab import BLANK, PAD
 
 class JointCTCAttentionLoss(nn.Module):
     """``L = ctc_weight * CTC + ce_weight * CE [+ guide_weight * guide]`` (0.3 / 0.7 by default, as
-    in the ASL seed).
+    in the ASL seed); with self-conditioning, CTC is ``(1 - middle_weight)`` of the last layer's
+    and ``middle_weight`` of the middle layer's (InterCTC).
 
     CTC is averaged per target token (``reduction='mean'``), CE per non-pad token with optional
     label smoothing, so the two terms have comparable scales. A CTC-only model (no decoder
@@ -22,14 +23,18 @@ class JointCTCAttentionLoss(nn.Module):
     """
 
     def __init__(self, ctc_weight: float = 0.3, ce_weight: float = 0.7, label_smoothing: float = 0.0,
-                 guide_weight: float = 0.0):
+                 guide_weight: float = 0.0, middle_weight: float = 0.0):
         super().__init__()
         self.ctc_weight, self.ce_weight, self.guide_weight = ctc_weight, ce_weight, guide_weight
+        self.middle_weight = middle_weight
         self.ce = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=label_smoothing)
 
     def forward(self, out: RecognizerOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         targets, target_lengths = batch["ctc_targets"], batch["target_lengths"]
         ctc = ctc_loss(out.ctc_logits, out.lengths, targets, target_lengths)
+        if out.middle_ctc_logits is not None and self.middle_weight:
+            middle = ctc_loss(out.middle_ctc_logits, out.lengths, targets, target_lengths)
+            ctc = (1 - self.middle_weight) * ctc + self.middle_weight * middle
         if out.decoder_logits is None:
             return {"loss": ctc, "ctc": ctc}
         logits = out.decoder_logits.float()

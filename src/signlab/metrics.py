@@ -43,6 +43,19 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> WER
     return WERResult(100.0 * errors / max(ref_words, 1), out.substitutions, out.deletions, out.insertions, out.hits, ref_words, len(references))
 
 
+def topk_accuracy(labels: Sequence[str], ranked: Sequence[Sequence[str]], ks: Sequence[int] = (1, 5)) -> dict:
+    """Isolated-sign accuracy: the share of clips whose label is among the first k of its ranked
+    guesses, for each k, and top-1 accuracy per class with its mean (classes count alike, as
+    WLASL and the Kaggle corpora report them)."""
+    hits = {k: [label in guesses[:k] for label, guesses in zip(labels, ranked)] for k in ks}
+    classes: dict[str, list[bool]] = {}
+    for label, hit in zip(labels, hits[ks[0]]):
+        classes.setdefault(label, []).append(hit)
+    per_class = {c: sum(h) / len(h) for c, h in sorted(classes.items())}
+    return {**{f"top{k}": sum(h) / max(len(h), 1) for k, h in hits.items()},
+            "mean_class_top1": sum(per_class.values()) / max(len(per_class), 1), "per_class_top1": per_class}
+
+
 def blank_counts(ctc_logits: Tensor, lengths: Tensor) -> tuple[int, int]:
     """(frames whose best CTC label is blank, valid frames): the CTC-collapse indicator."""
     valid = torch.arange(ctc_logits.size(1), device=lengths.device)[None] < lengths[:, None]

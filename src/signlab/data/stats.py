@@ -11,6 +11,7 @@ from signlab.atomic import load_npz, save_npz
 from signlab.errors import SignlabError
 
 MIN_STD = 1e-3  # dimensions that barely move in train are not blown up at test time
+UNINFORMATIVE_STD = 1e6  # a dimension constant (or never present) in train: standardised, it reads as 0
 
 
 @dataclass
@@ -42,7 +43,9 @@ class RunningStats:
     """Chan et al.'s parallel mean / variance, merged chunk by chunk in float64.
 
     ``valid`` (same shape as the chunk) excludes values from the statistics, e.g. the zeros of
-    a hand that was not detected; a dimension never seen gets mean 0 and std 1.
+    a hand that was not detected. A dimension never seen, or the same in every frame (a corpus that
+    fills a column it lacks with one value), gets a std so large that, standardised, it reads as 0
+    whatever it holds at inference: the model learns nothing from it, so it must not see it then.
     """
 
     def __init__(self, dim: int):
@@ -65,6 +68,6 @@ class RunningStats:
         self.n = n
 
     def finalize(self) -> FeatureStats:
-        var = np.divide(self.m2, self.n, out=np.ones_like(self.m2), where=self.n > 0)
-        std = np.maximum(np.sqrt(var), MIN_STD)
+        var = np.divide(self.m2, self.n, out=np.zeros_like(self.m2), where=self.n > 0)
+        std = np.where(var > 1e-12, np.maximum(np.sqrt(var), MIN_STD), UNINFORMATIVE_STD)
         return FeatureStats(self.mean.astype(np.float32), std.astype(np.float32))

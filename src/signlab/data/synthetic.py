@@ -171,25 +171,36 @@ class Signer:
     frames_per_sign: float  # speed
     noise: float  # landmark jitter, image units
     miss_rate: float  # chance per frame that a hand detection drop-out starts
+    accent: float = 0.0  # how far (body units) this signer's own form of each sign strays from the lexicon's
+    accent_seed: int = 0
 
 
-def sample_signer(rng: np.random.Generator) -> Signer:
+def sample_signer(rng: np.random.Generator, variation: float = 1.0) -> Signer:
+    """A signer drawn from ``rng``; ``variation`` scales how far each trait strays from the typical
+    signer (1: the demo's spread; draws are the same, so 1 reproduces the corpora made before)."""
+
+    def trait(lo: float, hi: float, floor: float = -np.inf) -> float:
+        value, mid = rng.uniform(lo, hi), (lo + hi) / 2
+        return value if variation == 1 else max(floor, mid + (value - mid) * variation)
+
     return Signer(
-        width=rng.uniform(0.17, 0.3),
-        centre=(rng.uniform(0.38, 0.62), rng.uniform(0.36, 0.5)),
-        camera_roll=rng.uniform(-0.05, 0.05),
-        upper_arm=0.78 * rng.uniform(0.9, 1.1),
-        forearm=0.7 * rng.uniform(0.9, 1.1),
-        hand=0.45 * rng.uniform(0.88, 1.12),
-        head=rng.uniform(0.9, 1.1),
-        neck=0.72 * rng.uniform(0.9, 1.1),
-        torso=1.9 * rng.uniform(0.9, 1.1),
-        space_scale=rng.uniform(0.85, 1.15),
-        space_shift=tuple(rng.normal(0, 0.08, 3)),
-        laxness=rng.uniform(0.0, 0.3),
-        frames_per_sign=rng.uniform(10.0, 17.0),
-        noise=rng.uniform(0.002, 0.006),
-        miss_rate=rng.uniform(0.01, 0.04),
+        width=trait(0.17, 0.3),
+        centre=(trait(0.38, 0.62), trait(0.36, 0.5)),
+        camera_roll=trait(-0.05, 0.05),
+        upper_arm=0.78 * trait(0.9, 1.1),
+        forearm=0.7 * trait(0.9, 1.1),
+        hand=0.45 * trait(0.88, 1.12),
+        head=trait(0.9, 1.1),
+        neck=0.72 * trait(0.9, 1.1),
+        torso=1.9 * trait(0.9, 1.1),
+        space_scale=trait(0.85, 1.15),
+        space_shift=tuple(rng.normal(0, 0.08 * variation, 3)),
+        laxness=trait(0.0, 0.3, floor=0.0),
+        frames_per_sign=trait(10.0, 17.0, floor=5.0),
+        noise=trait(0.002, 0.006, floor=0.001),
+        miss_rate=trait(0.01, 0.04, floor=0.0),
+        accent=0.06 * max(0.0, variation - 1),
+        accent_seed=int(rng.integers(2**31)) if variation > 1 else 0,
     )
 
 
@@ -243,6 +254,9 @@ class SyntheticSigner:
 
     def __init__(self, lexicon: dict[str, Sign], signer: Signer):
         self.lexicon, self.s = lexicon, signer
+        # the signer's own form of each sign: start, via and end moved the same way every time
+        rng = np.random.default_rng(signer.accent_seed)
+        self.accent = {g: rng.normal(0, signer.accent, (3, 3)) if signer.accent else 0.0 for g in lexicon}
 
     def _place(self, p: np.ndarray) -> np.ndarray:
         return p * self.s.space_scale + np.array(self.s.space_shift)
@@ -267,7 +281,7 @@ class SyntheticSigner:
             sign = self.lexicon[gloss]
             n = max(4, int(round(s.frames_per_sign * sign.duration * rng.uniform(0.85, 1.15))))
             gap = max(2, int(round(s.frames_per_sign * 0.35 * rng.uniform(0.7, 1.3))))
-            jitter = rng.normal(0, 0.07, (3, 3))  # no two instances are the same
+            jitter = rng.normal(0, 0.07, (3, 3)) + self.accent[gloss]  # no two instances are the same
             p0, p1, p2 = (self._place(p) + j for p, j in zip((sign.start, sign.via, sign.end), jitter))
             u = _smooth(np.linspace(0, 1, n))[:, None]
             path = (1 - u) ** 2 * p0 + 2 * u * (1 - u) * p1 + u**2 * p2
@@ -407,19 +421,24 @@ class CorpusSpec:
     sentence_glosses: tuple[int, int] | None = None  # (shortest, longest): clauses joined into long sentences
     near_duplicates: bool = False  # the pool is pairs of sentences that differ in one sign (and in their text)
     unknown_sentences: int = 0  # sentences outside the pool, each signed once by every test signer
+    signer_variation: float = 1.0  # how much signers differ (body, habits, camera, their own form of each sign)
     seed: int = 0
 
 
-def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Path:
+def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(),
+                    sentences: dict[str, list[Sentence]] | None = None) -> Path:
     """Write ``features/*.npy`` and ``manifest.csv`` (signlab's format) under ``out_dir``.
 
     Returns the manifest path. The manifest has ``sentence_id`` and ``category`` columns too,
-    so the same corpus serves the sentence pipeline.
+    so the same corpus serves the sentence pipeline. ``sentences`` (split -> sentences, e.g. a real
+    corpus's gloss sentences) replaces the grammar: the signers of a split sign that split's
+    sentences in turn, each at most once, up to ``clips_per_signer`` each.
     """
     out = Path(out_dir)
     (out / "features").mkdir(parents=True, exist_ok=True)
     grammar = Grammar(spec.extra_nouns)
-    lexicon = make_lexicon(grammar.glosses, spec.seed)
+    glosses = sorted({g for rows in sentences.values() for s in rows for g in s.glosses}) if sentences else grammar.glosses
+    lexicon = make_lexicon(glosses, spec.seed)
     rng = np.random.default_rng([spec.seed, 1])
     splits = ["train"] * spec.train_signers + ["dev"] * spec.dev_signers + ["test"] * spec.test_signers
     pool = _sentence_pool(grammar, spec, rng)
@@ -427,12 +446,15 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec()) -> Pat
     rows = []
     jobs = []
     for k, split in enumerate(splits):
-        signer = sample_signer(np.random.default_rng([spec.seed, 2, k]))
-        if pool:
+        signer = sample_signer(np.random.default_rng([spec.seed, 2, k]), spec.signer_variation)
+        if sentences:
+            given, j = sentences.get(split, []), splits[:k].count(split)
+            picks = given[j * spec.clips_per_signer : (j + 1) * spec.clips_per_signer]
+        elif pool:
             picks = [pool[i % len(pool)] for i in range(spec.clips_per_signer)]
         else:
             picks = [_sample(grammar, spec, rng) for _ in range(spec.clips_per_signer)]
-        if split == "test":
+        if split == "test" and not sentences:
             picks += unknown
         jobs.extend((k, split, signer, i, sentence) for i, sentence in enumerate(picks))
     sentence_ids: dict[Sentence, int] = {}

@@ -33,6 +33,27 @@ def ctc_greedy_decode(logits: Tensor, lengths: Tensor, blank: int = BLANK) -> li
     return [ids.tolist() for ids in best[keep].split(counts)]
 
 
+def ctc_label_scores(logits: Tensor, lengths: Tensor, blank: int = BLANK) -> Tensor:
+    """(B, V) log-probability that each clip is exactly one label, for every label: the CTC sum
+    over the paths blank* v+ blank*, by a forward pass over frames for all labels at once. How an
+    isolated sign's CTC model ranks its classes (top-1, top-5)."""
+    lp = log_probs(logits)  # (B, T, V)
+    b, t_max, v = lp.shape
+    before = torch.zeros(b, device=lp.device)  # log P(only blanks so far)
+    inside = torch.full((b, v), NEG_INF, device=lp.device)  # log P(blank* v+), the label still going
+    after = torch.full((b, v), NEG_INF, device=lp.device)  # log P(blank* v+ blank+)
+    for t in range(t_max):
+        live = (t < lengths)[:, None]
+        step_blank, step = lp[:, t, blank][:, None], lp[:, t]
+        new_after = torch.logaddexp(after, inside) + step_blank
+        new_inside = torch.logaddexp(inside, before[:, None]) + step
+        after, inside = torch.where(live, new_after, after), torch.where(live, new_inside, inside)
+        before = torch.where(live[:, 0], before + step_blank[:, 0], before)
+    scores = torch.logaddexp(inside, after)
+    scores[:, blank] = NEG_INF
+    return scores
+
+
 def ctc_segments(logits: Tensor, length: int | None = None) -> list[tuple[int, int, int]]:
     """Greedy CTC output of one clip with where each label fired: (label, first frame, last frame)."""
     best = logits[:length].argmax(-1)

@@ -6,7 +6,7 @@ shared implementation in :mod:`signlab.decoding` (on CPU tensors that share the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ def onnx_session(path: str | Path):
 
 @dataclass
 class OnnxEncoded(Encoded):
-    ctc_logits: Tensor  # (B, T', V): the encoder graph computes the CTC head too
+    ctc_logits: Tensor = field(kw_only=True)  # (B, T', V): the encoder graph computes the CTC head too
 
 
 class OnnxGlossModel:
@@ -55,7 +55,7 @@ class OnnxGlossModel:
         logits, out_lengths, memory = (torch.from_numpy(a) for a in self.encoder.run(
             None, {"features": features.float().numpy(), "lengths": lengths.long().numpy()}))
         mask = torch.arange(memory.size(1))[None] >= out_lengths[:, None]
-        return OnnxEncoded(memory, out_lengths, mask, logits)
+        return OnnxEncoded(memory, out_lengths, mask, ctc_logits=logits)
 
     def heads(self, enc: OnnxEncoded, decoder_input: Tensor | None = None) -> RecognizerOutput:
         dec = None if decoder_input is None or self.decoder is None else self.decoder(decoder_input, enc.out, enc.padding_mask)

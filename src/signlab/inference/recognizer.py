@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,14 @@ from signlab.data.features import (
 )
 from signlab.data.manifest import Sample, read_manifests
 from signlab.decoding import decode_batch
-from signlab.decoding.ctc import ctc_segments
+from signlab.decoding.ctc import ctc_label_scores, ctc_segments
 from signlab.errors import SignlabError
 from signlab.inference.bundle import Bundle, load_bundle
 from signlab.metrics import (
     WERResult,
     blank_counts,
     clean_phoenix_2014t,
+    topk_accuracy,
     word_error_rate,
 )
 
@@ -95,9 +96,10 @@ class Recognizer:
 
     @torch.no_grad()
     def decode_scanned(self, result: ScanResult, batch_size: int = 32,
-                       decodings: Sequence[DecodingConfig] | None = None) -> ScannedDecoding:
+                       decodings: Sequence[DecodingConfig] | None = None, top_k: int = 0) -> ScannedDecoding:
         """Hypotheses by sample id for a scanned split with each of ``decodings`` (default: this
-        recognizer's own); the encoder runs once per batch and every decoder reuses its output."""
+        recognizer's own); the encoder runs once per batch and every decoder reuses its output.
+        ``top_k``: also each clip's ``top_k`` likeliest single glosses (isolated signs)."""
         decodings = list(decodings or [self.decoding])
         loader = eval_loader(result, self.prep, self.vocab, self.config.data.max_frames, batch_size)
         done = ScannedDecoding([{} for _ in decodings], [0.0] * len(decodings))
@@ -113,6 +115,9 @@ class Recognizer:
                 done.hyps[i].update({sid: " ".join(self.vocab.decode(h)) for sid, h in zip(batch["ids"], ids)})
             b, f = blank_counts(out.ctc_logits, out.lengths)
             done.blanks, done.frames = done.blanks + b, done.frames + f
+            if top_k:
+                best = ctc_label_scores(out.ctc_logits, out.lengths).topk(min(top_k, len(self.vocab)), -1).indices
+                done.top.update({sid: self.vocab.decode(row.tolist()) for sid, row in zip(batch["ids"], best)})
         return done
 
 
@@ -123,6 +128,7 @@ class ScannedDecoding:
     encode_seconds: float = 0.0
     blanks: int = 0  # CTC frames whose best label is blank, and all CTC frames
     frames: int = 0
+    top: dict[str, list[str]] = field(default_factory=dict)  # sample id -> likeliest single glosses, best first
 
 
 # what `signlab evaluate --decode all` and the demo compare: name -> options over the bundle's own
@@ -166,8 +172,9 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample] | ScanRes
     :func:`scan_for_wer` of them); see :func:`evaluate`."""
     cleanup = recognizer.config.decoding.phoenix_cleanup if phoenix_cleanup is None else phoenix_cleanup
     result = samples if isinstance(samples, ScanResult) else scan_for_wer(recognizer, samples, split)
+    isolated = all(len(s.glosses) == 1 for s in result.samples)
     started = time.perf_counter()
-    done = recognizer.decode_scanned(result, batch_size)
+    done = recognizer.decode_scanned(result, batch_size, top_k=5 if isolated else 0)
     seconds = time.perf_counter() - started
     refs, hyp_list, wer = _score(result, done.hyps[0], cleanup)
     results = {
@@ -175,6 +182,8 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample] | ScanRes
         "excluded": len(result.excluded), "phoenix_cleanup": cleanup, "decoding": recognizer.decoding.method,
         "decoding_options": recognizer.decoding.model_dump(), "decode_seconds": round(seconds, 3),
     }
+    if isolated:  # one sign a clip (WLASL, Isolated Signs): accuracy, as those corpora report it
+        results["isolated"] = topk_accuracy([s.glosses[0] for s in result.samples], [done.top[s.id] for s in result.samples])
     if output is not None:
         output = Path(output)
         hyp_path = output.with_name(output.stem + ".hyp.jsonl")

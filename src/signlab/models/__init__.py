@@ -29,7 +29,8 @@ def build_recognizer(cfg: ModelConfig, input_dim: int, vocab_size: int, stats: S
     else:
         model = HybridCTCAttentionModel(input_dim, vocab_size, cfg.d_model, cfg.nhead, cfg.num_encoder_layers,
                                         cfg.num_decoder_layers, cfg.dim_feedforward, cfg.dropout, sub,
-                                        pose_layout=pose_layout, hand_shape=cfg.hand_shape)
+                                        pose_layout=pose_layout, hand_shape=cfg.hand_shape, encoder=cfg.encoder,
+                                        kernel_size=cfg.tcn_kernel_size, self_conditioning=cfg.intermediate_ctc > 0)
     if stats is not None:
         model.frontend.normalize.set_stats(stats.mean, stats.std)
     return model

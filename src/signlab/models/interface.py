@@ -20,6 +20,7 @@ class Encoded:
     out: Tensor  # (B, T', d)
     lengths: Tensor  # (B,)
     padding_mask: Tensor  # (B, T') True at padding
+    middle_ctc_logits: Tensor | None = None  # (B, T', V) the CTC head on the encoder's middle layer (self-conditioning)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RecognizerOutput:
     lengths: Tensor  # (B,) valid CTC frames
     decoder_logits: Tensor | None  # (B, L, V), None for CTC-only models
     attention: Tensor | None = None  # (B, L, T') the decoder's cross-attention, when asked for
+    middle_ctc_logits: Tensor | None = None  # (B, T', V) see :class:`Encoded`
 
 
 class GlossModel(Protocol):

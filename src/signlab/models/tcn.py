@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from signlab.models.frontend import FrontEnd
 from signlab.models.interface import Encoded, RecognizerOutput
+from signlab.models.transformer import Middle
 
 
 class TemporalBlock(nn.Module):
@@ -27,6 +28,25 @@ class TemporalBlock(nn.Module):
         return x + self.drop(h.transpose(1, 2))
 
 
+class TCNEncoder(nn.Module):
+    """``num_layers`` :class:`TemporalBlock` s with dilations 1, 2, 4..., then LayerNorm."""
+
+    def __init__(self, d_model: int, num_layers: int, kernel_size: int, dropout: float):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("tcn_kernel_size must be odd so the convolution stays centred")
+        self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: Tensor, padding_mask: Tensor, middle: Middle | None = None) -> Tensor:
+        keep = (~padding_mask)[..., None].to(x.dtype)
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep)
+            if middle is not None and i == (len(self.blocks) - 1) // 2:
+                x = middle(x)
+        return self.norm(x)
+
+
 class TCNCTCModel(nn.Module):
     def __init__(
         self,
@@ -41,21 +61,16 @@ class TCNCTCModel(nn.Module):
         hand_shape: bool = False,
     ):
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError("tcn_kernel_size must be odd so the convolution stays centred")
         self.subsampling = subsampling
         self.frontend = FrontEnd(input_dim, d_model, dropout, subsampling, pose_layout, hand_shape)
-        self.blocks = nn.ModuleList(TemporalBlock(d_model, kernel_size, 2**i, dropout) for i in range(num_layers))
-        self.norm = nn.LayerNorm(d_model)
+        self.encoder = TCNEncoder(d_model, num_layers, kernel_size, dropout)
         self.ctc_head = nn.Linear(d_model, vocab_size)
         self.decoder = None
+        self._register_load_state_dict_pre_hook(_encoder_keys)
 
     def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
         x, lengths, mask = self.frontend(features, lengths)
-        keep = (~mask)[..., None].to(x.dtype)
-        for block in self.blocks:
-            x = block(x, keep)
-        return Encoded(self.norm(x), lengths, mask)
+        return Encoded(self.encoder(x, mask), lengths, mask)
 
     def heads(self, enc: Encoded, decoder_input: Tensor | None = None) -> RecognizerOutput:
         """CTC logits only: there is no decoder, ``decoder_input`` is ignored."""
@@ -63,3 +78,9 @@ class TCNCTCModel(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor, decoder_input: Tensor | None = None) -> RecognizerOutput:
         return self.heads(self.encode(features, lengths))
+
+
+def _encoder_keys(state_dict: dict, prefix: str, *args) -> None:
+    """Weights saved before the blocks moved into :class:`TCNEncoder` load under their new names."""
+    for key in [k for k in state_dict if k.startswith((prefix + "blocks.", prefix + "norm."))]:
+        state_dict[prefix + "encoder." + key[len(prefix):]] = state_dict.pop(key)

@@ -11,6 +11,7 @@ each sample's keys and values once for all its rows instead of a copy per row.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,7 @@ def keep_mask(padding_mask: Tensor | None) -> Tensor | None:
 
 
 Cache = tuple[Tensor, Tensor]  # an encoder output's keys and values for cross-attention, (B, H, S, hd) each
+Middle = Callable[[Tensor], Tensor]  # what an encoder does to its sequence after its middle layer (self-conditioning)
 
 
 class SelfAttention(nn.Module):
@@ -202,10 +204,12 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None, middle: Middle | None = None) -> Tensor:
         mask = keep_mask(padding_mask)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer(x, mask)
+            if middle is not None and i == (len(self.layers) - 1) // 2:
+                x = middle(x)
         return self.norm(x)
 
 

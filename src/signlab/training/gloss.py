@@ -19,11 +19,12 @@ from signlab.config import Config, DecodingConfig, decoding_options
 from signlab.data.augment import AugmentedDataset, recipe
 from signlab.data.augment.mixing import BatchMix
 from signlab.data.dataset import (
+    FeatureViews,
     GlossDataset,
     LengthBucketBatchSampler,
     hybrid_collate_fn,
 )
-from signlab.data.features import ScanResult
+from signlab.data.features import ScanResult, report_exclusions
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
@@ -51,7 +52,7 @@ from signlab.training.task import (
     resolve_for_data,
     scan_train_dev,
 )
-from signlab.vocab import BLANK, Vocabulary
+from signlab.vocab import BLANK, PAD, UNK, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,42 @@ COLLAPSE_BLANK_RATIO = 0.95
 def ctc_min_frames(glosses: Sequence[str]) -> int:
     """CTC needs one frame per label plus a blank between two equal neighbours."""
     return len(glosses) + sum(a == b for a, b in zip(glosses, glosses[1:]))
+
+
+MIN_FRAMES_PER_GLOSS = 3  # encoder frames: a gloss, the blank before the next, and one to spare
+
+
+def frames_per_gloss(result: ScanResult, max_frames: int) -> float:
+    """Input frames per gloss in the median clip of ``result`` (as the model reads them)."""
+    return float(np.median([min(n, max_frames) / len(s.glosses) for s, n in zip(result.samples, result.lengths)]))
+
+
+def choose_subsampling(train: ScanResult, max_frames: int) -> int:
+    """``model.subsampling: auto``: the largest factor (4, 2, 1) that leaves the median training clip
+    :data:`MIN_FRAMES_PER_GLOSS` encoder frames a gloss and makes at most 1% of the clips too short
+    for CTC. 25 fps pose (about 20 frames a gloss) gets 4, I3D windows (3-4 a gloss) 1: CTC needs
+    room for its blanks, and a head that sees ten frames a gloss has ten chances to say blank."""
+    per_gloss = frames_per_gloss(train, max_frames)
+    for factor in (4, 2):
+        short = sum(subsampled_lengths(min(n, max_frames), factor) < ctc_min_frames(s.glosses)
+                    for s, n in zip(train.samples, train.lengths))
+        if per_gloss / factor >= MIN_FRAMES_PER_GLOSS and short <= 0.01 * len(train.samples):
+            return factor
+    return 1
+
+
+def describe_model(cfg: Config) -> str:
+    """One line saying what will be trained, for the log (the CLI says what it used)."""
+    m = cfg.model
+    if m.type == "tcn":
+        return f"TCN + CTC ({m.num_encoder_layers} blocks of {m.d_model}, kernel {m.tcn_kernel_size})"
+    encoder = {"transformer": f"Transformer encoder ({m.num_encoder_layers} x {m.d_model}, {m.nhead} heads)",
+               "bilstm": f"convolution + BiLSTM encoder ({m.num_encoder_layers} x {m.d_model // 2} each way)",
+               "tcn": f"TCN encoder ({m.num_encoder_layers} blocks of {m.d_model})"}[m.encoder]
+    extras = [f"self-conditioned CTC {m.intermediate_ctc}" if m.intermediate_ctc else "",
+              f"attention guide {m.attention_guide}" if m.attention_guide else ""]
+    return (f"hybrid CTC + attention: {encoder}, {m.num_decoder_layers}-layer decoder, loss {m.ctc_weight} CTC + "
+            f"{m.ce_weight} CE" + "".join(f", {e}" for e in extras if e) + f", lr {cfg.training.lr:g}")
 
 
 def prepare_gloss_data(
@@ -79,22 +116,34 @@ def prepare_gloss_data(
                 f"the manifest has no {split!r} rows; training needs train rows, and dev rows to pick the "
                 "best checkpoint and stop early"
             )
+    auto = cfg.model.subsampling == "auto"
     cfg = resolve_for_data(cfg, by_split["train"])
-    factor, max_frames = cfg.model.subsampling, cfg.data.max_frames
+    max_frames = cfg.data.max_frames
 
-    def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
-        frames = len(features)
-        if not sample.glosses:
-            return "no_glosses", f"{sample.where}: the glosses column is empty"
+    def has_glosses(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+        return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
+
+    prep, splits, stats = scan_train_dev(by_split, cfg, has_glosses, stats, report=False)
+    if auto:
+        cfg.model.subsampling = choose_subsampling(splits["train"], max_frames)
+        log.info("model.subsampling auto: x%d (the median training clip has %.1f frames a gloss; each gloss keeps "
+                 "at least %d encoder frames)", cfg.model.subsampling, frames_per_gloss(splits["train"], max_frames),
+                 MIN_FRAMES_PER_GLOSS)
+    factor = cfg.model.subsampling
+    log.info("model: %s; %d training clips", describe_model(cfg), len(splits["train"].samples))
+
+    def too_short(sample: Sample, frames: int) -> tuple[str, str] | None:
         need, have = ctc_min_frames(sample.glosses), subsampled_lengths(min(frames, max_frames), factor)
-        if have < need:
-            return "too_short", (
-                f"{sample.where}: {len(sample.glosses)} glosses need {need} CTC frames but the clip gives {have} "
-                f"({frames} frames, resampled to at most {max_frames}, subsampled x{factor})"
-            )
-        return None
+        if have >= need:
+            return None
+        return "too_short", (f"{sample.where}: {len(sample.glosses)} glosses need {need} CTC frames but the clip gives "
+                             f"{have} ({frames} frames, resampled to at most {max_frames}, subsampled x{factor})")
 
-    prep, splits, stats = scan_train_dev(by_split, cfg, check, stats)
+    for name, rows in by_split.items():
+        splits[name] = splits[name].without(too_short)
+        report_exclusions(splits[name].excluded, name, len(rows))
+        if not splits[name].samples:
+            raise SignlabError(f"no usable {name} rows left (see the warnings above for why each was excluded)")
     if vocab is None:
         vocab = Vocabulary.build((s.glosses for s in splits["train"].samples), cfg.data.min_gloss_count)
     unknown = vocab.unknown(g for s in splits["dev"].samples for g in s.glosses)
@@ -119,14 +168,17 @@ class GlossDataModule(L.LightningDataModule):
         d, t = self.data, self.cfg.training
         ds: Dataset = GlossDataset(d.splits[split], d.prep, d.vocab, self.cfg.data.max_frames)
         lengths = ds.lengths
-        if train and self.cfg.data.augmentation:
+        if train:
             factor = self.cfg.model.subsampling
             need = [ctc_min_frames(s.glosses) for s in d.splits[split].samples]
 
             def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
                 return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
 
-            ds = AugmentedDataset(ds, recipe(d.prep.is_pose, self.cfg.augmentation), seed=t.seed, usable=usable)
+            if any(int(s.extra.get("views") or 1) > 1 for s in d.splits[split].samples):
+                ds = FeatureViews(ds, t.seed, usable)
+            if self.cfg.data.augmentation:
+                ds = AugmentedDataset(ds, recipe(d.prep.is_pose, self.cfg.augmentation), seed=t.seed, usable=usable)
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = LengthBucketBatchSampler(
             lengths, t.batch_size, shuffle=train, seed=t.seed, num_replicas=world, rank=rank, pad_replicas=train,
@@ -170,13 +222,15 @@ class GlossRecognitionModule(TaskModule):
         self.vocab = Vocabulary(vocab_tokens)
         self.model = build_recognizer(self.cfg.model, input_dim, len(self.vocab), stats, config_kind(self.cfg).pose)
         m = self.cfg.model
-        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing, m.attention_guide)
+        self.criterion = JointCTCAttentionLoss(m.ctc_weight, m.ce_weight, m.label_smoothing, m.attention_guide,
+                                               m.intermediate_ctc)
         self.hybrid = m.type == "hybrid"
         self.decoding = selection_decoding(self.cfg)
         mix = self.cfg.augmentation.mix
         self.mix = BatchMix(mix.mixup, mix.cutmix, mix.alpha) if self.cfg.data.augmentation and mix.mixup + mix.cutmix else None
         # over the dev set and every process: WER of the selection decoder and of greedy CTC, blank ratio
         self.dev_wer, self.dev_wer_ctc, self.dev_blank = WordErrorRate(), WordErrorRate(), MeanMetric()
+        self.collapsed_epochs, self.stopped_collapsed = 0, None  # epochs in a row past warm-up with a collapsed head
 
     def _step(self, batch: dict, mix: BatchMix | None = None) -> tuple[dict[str, torch.Tensor], Encoded, RecognizerOutput]:
         """Joint loss of a batch; with ``mix``, of a mixed batch against both target sets."""
@@ -204,6 +258,8 @@ class GlossRecognitionModule(TaskModule):
         loss wants it (the CTC alignment it follows means little before)."""
         if not self.hybrid:
             return self.model.heads(enc)
+        if self.training and self.cfg.model.decoder_token_dropout:
+            decoder_input = token_dropout(decoder_input, self.cfg.model.decoder_token_dropout)
         guide = self.cfg.model.attention_guide and self.current_epoch >= self.cfg.training.warmup_epochs
         return self.model.heads(enc, decoder_input, need_attention=bool(guide))
 
@@ -242,13 +298,35 @@ class GlossRecognitionModule(TaskModule):
         self.log("dev_blank_ratio", ratio, sync_dist=True)
         # every CTC model starts all-blank; past warm-up, a ratio this high is collapse
         warmed_up = self.current_epoch + 1 >= self.cfg.training.warmup_epochs
-        if ratio > COLLAPSE_BLANK_RATIO and warmed_up and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+        if self.trainer.sanity_checking:
+            return
+        if not (ratio > COLLAPSE_BLANK_RATIO and warmed_up):
+            self.collapsed_epochs = 0
+            return
+        self.collapsed_epochs += 1
+        patience = self.cfg.training.collapse_patience
+        if self.collapsed_epochs == 1 and self.trainer.is_global_zero:
             log.warning(
-                "CTC collapse: %.1f%% of dev frames decode to blank after epoch %d (warm-up is over). If it "
-                "persists, raise model.ce_weight, lengthen training.warmup_epochs or lower training.lr.",
+                "CTC collapse: %.1f%% of dev frames decode to blank after epoch %d (warm-up is over)%s. If it "
+                "persists, raise training.lr, use model.encoder=bilstm, or raise model.ctc_weight.",
                 100 * ratio, self.current_epoch,
+                f"; training stops if it lasts {patience} epochs" if patience else "",
             )
+        if patience and self.collapsed_epochs >= patience:
+            self.trainer.should_stop = True
+            self.stopped_collapsed = self.current_epoch
+            if self.trainer.is_global_zero:
+                log.warning("CTC collapse lasted %d epochs (dev blank ratio %.3f after epoch %d): training stops here "
+                            "rather than spend more on a head that says blank; the bundle is written from the best "
+                            "epoch, and metrics.json says what happened (ctc_collapse)", self.collapsed_epochs, ratio,
+                            self.current_epoch)
 
+
+def token_dropout(tokens: torch.Tensor, p: float) -> torch.Tensor:
+    """``tokens`` (B, L) with each one after ``<sos>`` (and not padding) replaced by ``<unk>`` with probability ``p``."""
+    drop = torch.rand(tokens.shape, device=tokens.device) < p
+    drop[:, 0] = False
+    return tokens.masked_fill(drop & (tokens != PAD), UNK)
 
 
 def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recognizer: Recognizer,
@@ -288,6 +366,8 @@ class GlossTask(Task):
         and test, write the bundle."""
         cfg = data.config
         metrics = {"model": cfg.model.type, **metrics}
+        if module.stopped_collapsed is not None:
+            metrics["ctc_collapse"] = {"stopped_after_epoch": module.stopped_collapsed, "epochs": module.collapsed_epochs}
         recognizer = Recognizer(Bundle(cfg, data.vocab, data.stats, module.model))
         # read once for the decoder search and the evaluation; its exclusions were reported before training
         dev = scan_for_wer(recognizer, [s for s in samples if s.split == "dev"], "dev", report=False)

@@ -98,7 +98,8 @@ def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress
 
 
 # what may change when a run is resumed: how long and where it runs, never what it trains
-RESUMABLE_KEYS = ("training.epochs", "training.max_steps", "training.early_stopping_patience", "training.num_workers",
+RESUMABLE_KEYS = ("training.epochs", "training.max_steps", "training.early_stopping_patience", "training.collapse_patience",
+                  "training.num_workers",
                   "training.accelerator", "training.devices", "training.num_nodes", "training.strategy",
                   "training.log_every_n_steps")
 

@@ -134,15 +134,15 @@ def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
 
 
 def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Check,
-                   stats: FeatureStats | None) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
-    """The train and dev rows of a resolved config scanned once with ``check`` (exclusions reported,
-    an empty split an error): the kind's preprocessor, the splits, and the feature statistics
-    (from train, unless given)."""
+                   stats: FeatureStats | None, report: bool = True) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
+    """The train and dev rows of a resolved config scanned once with ``check`` (exclusions reported
+    unless ``report`` is False, an empty split an error): the kind's preprocessor, the splits, and
+    the feature statistics (from train, unless given)."""
     prep = Preprocessor.for_config(cfg)
     running = RunningStats(prep.dim) if stats is None else None
     cache = int(cfg.data.cache_gb * 2**30)
-    splits = {name: scan_split(r, prep, name, check=check, stats=running if name == "train" else None, cache_bytes=cache)
-              for name, r in rows.items()}
+    splits = {name: scan_split(r, prep, name, check=check, stats=running if name == "train" else None, cache_bytes=cache,
+                               report=report) for name, r in rows.items()}
     return prep, splits, stats or running.finalize()
 
 
