@@ -143,6 +143,8 @@ Out = Annotated[Path, typer.Option(help="output folder (features, manifest.csv, 
 Workers = Annotated[int, typer.Option(help="worker processes")]
 Shard = Annotated[str, typer.Option(help="i/n: take every n-th video starting at the i-th (0-based)")]
 Fps = Annotated[float | None, typer.Option(help="resample to this frame rate (0 = as recorded)")]
+FrameRate = Annotated[float, typer.Option(help="frames a second of a folder of PNG / JPEG frames (a video's own rate "
+                                               "is in the file)")]
 
 
 def _writable(path: Path | None) -> None:
@@ -178,12 +180,13 @@ def _run_extraction(videos: list[Path], job) -> None:
 @extract_app.command("pose")
 def extract_pose(videos: Videos, out: Out, workers: Workers = 1, shard: Shard = "0/1", fps: Fps = _X.fps,
                  write_pose: Annotated[bool, typer.Option(help="also write pose-format .pose files")] = False,
-                 model_complexity: Annotated[int, typer.Option(help="MediaPipe Holistic 0, 1 or 2")] = _X.model_complexity) -> None:
+                 model_complexity: Annotated[int, typer.Option(help="MediaPipe Holistic 0, 1 or 2")] = _X.model_complexity,
+                 frame_rate: FrameRate = 25.0) -> None:
     """MediaPipe Holistic landmarks as (T, 540) features, part masks and per-video statistics."""
     from signlab.extract.runner import ExtractionJob
     from signlab.extract.video import VideoOptions
 
-    job = ExtractionJob("pose", out, VideoOptions(fps=fps or None), workers, _shard(shard), write_pose=write_pose,
+    job = ExtractionJob("pose", out, VideoOptions(fps=fps or None, frame_rate=frame_rate), workers, _shard(shard), write_pose=write_pose,
                         model_complexity=model_complexity)
     _run_extraction(videos, job)
 
@@ -200,20 +203,53 @@ def extract_i3d(
     step_size: Annotated[int, typer.Option(help="frames between windows")] = _X.step_size,
     batch_size: Annotated[int, typer.Option(help="windows per forward pass")] = 8,
     device: Annotated[str, typer.Option()] = "cpu",
+    views: Annotated[int, typer.Option(help="also write views - 1 augmented feature views per video (training "
+                                            "draws one a clip each epoch)", min=1)] = 1,
+    augment: Annotated[str, typer.Option(help="the views' video augmentation: light, medium or heavy (the seed's)")] = "medium",
+    frame_rate: FrameRate = 25.0,
 ) -> None:
     """I3D features over sliding windows: (windows, 1024) per video."""
     from signlab.extract.runner import ExtractionJob
     from signlab.extract.video import VideoOptions
 
-    job = ExtractionJob("i3d", out, VideoOptions(fps=fps or None, size=size, crop=crop), workers, _shard(shard),
+    job = ExtractionJob("i3d", out, VideoOptions(fps=fps or None, size=size, crop=crop, frame_rate=frame_rate), workers, _shard(shard),
                         weights=weights, random_weights=random_weights, stack_size=stack_size, step_size=step_size,
-                        batch_size=batch_size, device=device)
+                        batch_size=batch_size, device=device, views=views, augment=augment)
     _run_extraction(videos, job)
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Corpora as they are distributed -> signlab manifests with features.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("prepare")
+def corpus_prepare(
+    name: Annotated[str, typer.Argument(help="phoenix-2014 | phoenix-2014-t | csl-daily | how2sign | how2sign-openpose | "
+                                             "wlasl | asl-signs | asl-fingerspelling | slt")],
+    root: Annotated[Path, typer.Argument(help="the folder the corpus was unpacked into")],
+    out: Out,
+    extract: Annotated[str, typer.Option(help="video and frame corpora: pose (MediaPipe Holistic) or i3d")] = "pose",
+    workers: Workers = 1,
+    fps: Fps = _X.fps,
+    subset: Annotated[int | None, typer.Option(help="WLASL: 100, 300, 1000 or 2000 (its nslt_N.json split)")] = None,
+    weights: Annotated[Path | None, typer.Option(help="--extract i3d: the I3D checkpoint")] = None,
+    random_weights: Annotated[bool, typer.Option(help="--extract i3d: untrained, for testing the pipeline only")] = False,
+    limit: Annotated[int | None, typer.Option(help="at most this many clips of each split, for a quick look")] = None,
+    views: Annotated[int, typer.Option(help="--extract i3d: also views - 1 augmented feature views per clip", min=1)] = 1,
+) -> None:
+    """Read a corpus in its distributed layout; write OUT/manifest.csv, features, excluded.csv.
+    Preparing again keeps what is done and finishes the rest."""
+    from signlab.corpora import PrepareOptions, find, prepare
+
+    found = find(name, root, subset)
+    opts = PrepareOptions(extract, workers, fps or None, weights, random_weights, limit, views)
+    manifest = prepare(name, found, out, opts, _console())
+    _console().print(f"written: {manifest}")
 
 
 @app.command()
 def recognize(
-    video: Annotated[Path, typer.Argument(help="a video file")],
+    video: Annotated[Path, typer.Argument(help="a video file, or a folder of PNG / JPEG frames")],
     model: Annotated[Path, typer.Option(help="run folder / model bundle")],
     json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON here")] = None,
     decode: Annotated[str | None, typer.Option(help="decoding method (default: the bundle's)")] = None,
@@ -221,6 +257,7 @@ def recognize(
     i3d_weights: Annotated[Path | None, typer.Option(help="for I3D models: the extraction checkpoint")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
     backend: Backend = "torch",
+    frame_rate: FrameRate = 25.0,
 ) -> None:
     """Glosses signed in a video, with where each one was signed."""
     import time
@@ -230,9 +267,9 @@ def recognize(
     from signlab.inference.recognizer import Recognizer
 
     _writable(json_out)
-    probe(video)  # a missing or unreadable video fails here, before the model loads
+    probe(video, frame_rate)  # a missing or unreadable video fails here, before the model loads
     recognizer = Recognizer.load(model, device, backend, method=decode, beam_size=beam_size)
-    vf = video_features(video, recognizer.prep.kind, recognizer.config.extract, i3d_weights)
+    vf = video_features(video, recognizer.prep.kind, recognizer.config.extract, i3d_weights, frame_rate)
     started = time.perf_counter()
     transcript = recognizer.transcribe(vf.features, str(video))
     model_s = time.perf_counter() - started
@@ -266,7 +303,7 @@ def live(
     model: Annotated[Path, typer.Option(help="run folder / model bundle (gloss or sentence)")],
     camera: Annotated[int | None, typer.Option(help="a camera: /dev/videoN (V4L2)")] = None,
     url: Annotated[str | None, typer.Option(help="a stream: rtsp://, http://, ...")] = None,
-    video: Annotated[Path | None, typer.Option(help="a video file (as fast as it goes, or --realtime)")] = None,
+    video: Annotated[Path | None, typer.Option(help="a video file or a folder of frames (as fast as it goes, or --realtime)")] = None,
     features: Annotated[Path | None, typer.Option(help="a feature file (.npy), streamed at --fps")] = None,
     realtime: Annotated[bool, typer.Option(help="play --video at its own frame rate, dropping frames when behind")] = False,
     fps: Annotated[float | None, typer.Option(help="rows a second (default: the bundle's extraction rate)")] = None,
@@ -274,13 +311,14 @@ def live(
     hop: Annotated[float, typer.Option(help="seconds between partial hypotheses")] = 0.4,
     model_complexity: Annotated[int | None, typer.Option(help="MediaPipe Holistic 0, 1 or 2 (default: the bundle's)")] = None,
     backend: Backend = "torch",
+    frame_rate: FrameRate = 25.0,
 ) -> None:
     """Recognise while the person signs: partial glosses as they come, final ones when they are
     stable or the signer pauses; sentence bundles decide once per pause-delimited segment."""
     from signlab.live import LiveSource, run_live
 
     _writable(jsonl)
-    run_live(model, LiveSource(camera, url, video, features, realtime, fps), jsonl, backend, hop, model_complexity,
+    run_live(model, LiveSource(camera, url, video, features, realtime, fps, frame_rate), jsonl, backend, hop, model_complexity,
              _console())
 
 
