@@ -48,9 +48,10 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(run: Path, port: int, batch: int, wait_ms: float, backend: str) -> subprocess.Popen:
+def start_server(run: Path, port: int, batch: int, wait_ms: float, backend: str, device: str = "cpu") -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "signlab.cli", "serve", str(run), "--port", str(port),
-                               "--max-batch", str(batch), "--max-wait-ms", str(wait_ms), "--backend", backend],
+                               "--max-batch", str(batch), "--max-wait-ms", str(wait_ms), "--backend", backend,
+                               "--device", device],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -115,7 +116,7 @@ def serve_rows(run: Path, label: str, batch: int, wait: float, backend: str, bod
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = start_server(run, port, batch, wait, backend)
+    server = start_server(run, port, batch, wait, backend, args.device)
     rows = []
     try:
         load(port, run.name, bodies, max(map(int, args.concurrency.split(","))), args.warmup, args.time_cap)
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--backends", default="torch,onnx")
     parser.add_argument("--warmup", type=int, default=300, help="requests at the highest concurrency before measuring")
+    parser.add_argument("--device", default="cpu", help="where the server runs the model (cuda: the GPU)")
     args = parser.parse_args()
     if not (args.run / "model.safetensors").is_file():
         raise SystemExit(f"{args.run} is not a bundle: run `make demo` first, or pass --run")
