@@ -19,6 +19,7 @@ from signlab.corpora import find
 from signlab.corpora.kaggle import PARTS, read_long_parquet
 from signlab.corpora.videos import AllowListUnpickler, read_openpose_clip, read_slt_file
 from signlab.errors import SignlabError
+from signlab.pose import LEFT_SHOULDER, LEFT_WRIST, NOSE, POSE_POINTS, RIGHT_SHOULDER, normalize_body, part_mask, points
 from tests.conftest import REAL_DATA, needs_real_data, run_cli
 
 TINY = ["model.input_dim=null", "model.d_model=32", "model.nhead=2", "model.num_encoder_layers=1", "model.num_decoder_layers=1",
@@ -217,13 +218,28 @@ def test_how2sign_openpose_keypoints_prepared_and_trained_as_sentences(tmp_path)
         h2s_csv(root / f"how2sign_realigned_{split}.csv",
                 [(f"v{n}", n, 0, 1, "we go home" if i % 2 else "you go home") for i, n in enumerate(rows)])
     clip = read_openpose_clip(root / "openpose_output" / "json" / "clip0")
-    assert clip.shape == (9, 411) and clip[:, :75].any()
+    assert clip.shape == (9, 540) and part_mask(clip).all()  # BODY_25, both hands and the face, in Holistic's layout
+    pts = points(clip)
+    assert (pts[:, LEFT_SHOULDER, 0] > pts[:, NOSE, 0]).all() and (pts[:, RIGHT_SHOULDER, 0] < pts[:, NOSE, 0]).all()
+    assert np.allclose(pts[:, LEFT_WRIST, :2], pts[:, POSE_POINTS, :2], atol=0.03)  # body and hand agree on the wrist
+    assert normalize_body(clip) is not None and (points(clip)[:, POSE_POINTS + 42:] != 0).any(-1).sum(1).max() == 22
     out = tmp_path / "prepared"
     done = run_cli("corpus", "prepare", "how2sign-openpose", str(root), "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 people in the frame" in done.stderr
     rows = list(csv.DictReader(open(out / "manifest.csv")))
-    assert len(rows) == 5 and rows[0]["feature_kind"] == "pose/openpose-411" and rows[0]["text"]
+    assert len(rows) == 5 and rows[0]["feature_kind"] == "pose/holistic-540" and rows[0]["text"]
+    assert np.load(out / rows[0]["features"].replace(".npy", ".mask.npy")).shape == (len(np.load(out / rows[0]["features"])), 4)
+    sentence_tiny = ["model.proj_dim=16", "model.embed_dim=16", "model.attn_heads=2", "model.encoder_layers=1",
+                     "model.encoder_ff_dim=32", "model.decoder_layers=1", "training.epochs=1", "training.batch_size=2",
+                     "training.accelerator=cpu", "data.seq_len=16"]
+    run = tmp_path / "run"
+    done = run_cli("sentence", "train", "-m", str(out / "manifest.csv"), "--out", str(run),
+                   *[a for o in sentence_tiny for a in ("--set", o)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli("sentence", "evaluate", str(run), "-m", str(out / "manifest.csv"), "--output", str(tmp_path / "e.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 1
 
 
 # ----------------------------------------------------------------------------- WLASL

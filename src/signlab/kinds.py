@@ -36,8 +36,7 @@ class FeatureKind:
 
 HOLISTIC = FeatureKind("pose/holistic-540", 540, pose=True, extractor="pose")
 I3D = FeatureKind("i3d-1024", 1024, extractor="i3d")
-OPENPOSE = FeatureKind("pose/openpose-411", 411)  # BODY_25, hands, face 70: x, y (pixels), confidence
-KNOWN = {k.name: k for k in (HOLISTIC, I3D, OPENPOSE)}
+KNOWN = {k.name: k for k in (HOLISTIC, I3D)}
 AUTO = "auto"  # config value: take the kind from the manifest, else from the width (logged)
 
 

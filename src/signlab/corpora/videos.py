@@ -21,6 +21,9 @@ from signlab.errors import SignlabError
 from signlab.extract.video import VIDEO_EXTENSIONS
 
 H2S_SPLITS = {"train": "train", "val": "dev", "test": "test"}
+# How2Sign's SENTENCE_ID names one clip, not a sentence said by several signers: kept under its own
+# column, since ``sentence_id`` is what the sentence pipeline groups clips of the same sentence by.
+HOW2SIGN_ID = "how2sign_sentence_id"
 H2S_COLUMNS = ["VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "START_REALIGNED", "END_REALIGNED", "SENTENCE"]
 
 
@@ -51,7 +54,7 @@ def how2sign(root: Path) -> Found:
     clips, excluded = [], Excluded()
     for split, path, line, r in rows:
         name = r["SENTENCE_NAME"]
-        clip = Clip(name, split, text=r["SENTENCE"], signer=r["VIDEO_ID"], extra={"sentence_id": r["SENTENCE_ID"]})
+        clip = Clip(name, split, text=r["SENTENCE"], signer=r["VIDEO_ID"], extra={HOW2SIGN_ID: r["SENTENCE_ID"]})
         own = videos.get(name) or videos.get(f"{name}-rgb_front")
         if own is not None:
             clip.video, clip.source = own, str(own.relative_to(root))
@@ -75,6 +78,53 @@ def how2sign(root: Path) -> Found:
 OPENPOSE_PARTS = (("pose_keypoints_2d", 25), ("hand_left_keypoints_2d", 21), ("hand_right_keypoints_2d", 21),
                   ("face_keypoints_2d", 70))
 OPENPOSE_DIM = 3 * sum(n for _, n in OPENPOSE_PARTS)  # 411: x, y (pixels), confidence of 137 points
+HOW2SIGN_SIZE = (1280, 720)  # How2Sign's rgb_front videos, which its keypoints were computed on
+
+# OpenPose -> MediaPipe Holistic, point by point (both say "left" for the signer's left).
+# BODY_25: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles, heels, big toes.
+BODY25_TO_POSE = {0: 0, 16: 2, 15: 5, 18: 7, 17: 8, 5: 11, 2: 12, 6: 13, 3: 14, 7: 15, 4: 16, 12: 23, 9: 24,
+                  13: 25, 10: 26, 14: 27, 11: 28, 21: 29, 24: 30, 19: 31, 22: 32}
+# The face's 68 points (dlib's order) that have a counterpart among signlab's 94 MediaPipe face
+# points: brows, eye corners, the lips' corners and midlines, nose tip, chin. The rest of the 94
+# stay missing (zeros), which the layout allows for a single landmark.
+DLIB_TO_MESH = {17: 70, 18: 63, 19: 105, 20: 66, 21: 107, 22: 336, 23: 296, 24: 334, 25: 293, 26: 300,
+                36: 33, 39: 133, 42: 362, 45: 263, 48: 61, 54: 291, 51: 0, 57: 17, 62: 13, 66: 14, 30: 1, 8: 152}
+
+
+def _openpose_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Point index in the 137 OpenPose points -> point index in the 169 of :mod:`signlab.pose` (-1: none)."""
+    from signlab import pose
+
+    mesh_slot = {int(m): i for i, m in enumerate(pose.FACE_INDICES)}
+    target = np.full(137, -1)
+    for op, mp in BODY25_TO_POSE.items():
+        target[op] = mp
+    target[25:46] = pose.POSE_POINTS + np.arange(21)  # left hand: the same 21 points in the same order
+    target[46:67] = pose.POSE_POINTS + 21 + np.arange(21)
+    for dlib, mesh in DLIB_TO_MESH.items():
+        target[67 + dlib] = pose.POSE_POINTS + 42 + mesh_slot[mesh]
+    kept = np.flatnonzero(target >= 0)
+    return kept, target[kept]
+
+
+def openpose_to_holistic(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 411) OpenPose rows (pixels) as (T, 540) features in the Holistic layout: x / width, y /
+    height as MediaPipe gives them, z 0, a body point's confidence as its visibility; a point
+    OpenPose did not find (confidence 0) is missing (zeros). Body-relative normalisation, hand
+    shapes, part masks and motion segmentation then work as on signlab's own extraction."""
+    from signlab import pose
+
+    kept, target = _openpose_tables()
+    pts = rows.reshape(len(rows), 137, 3)[:, kept]
+    found = pts[..., 2] > 0
+    xyz = np.zeros((len(rows), pose.NUM_POINTS, 3), np.float32)
+    xyz[:, target, 0] = np.where(found, pts[..., 0] / width, 0)
+    xyz[:, target, 1] = np.where(found, pts[..., 1] / height, 0)
+    out = np.zeros((len(rows), pose.POSE_FEATURE_DIM), np.float32)
+    out[:, pose.XYZ_COLUMNS] = xyz
+    body = target < pose.POSE_POINTS
+    out[:, pose.VISIBILITY_COLUMNS[target[body]]] = np.where(found[:, body], pts[:, body, 2], 0)
+    return out
 
 
 def openpose_frame(path: Path) -> np.ndarray | None:
@@ -98,22 +148,23 @@ def openpose_frame(path: Path) -> np.ndarray | None:
     return np.concatenate(row)
 
 
-def read_openpose_clip(folder: Path) -> np.ndarray:
-    """A How2Sign keypoint folder (``<...>_<frame>_keypoints.json``, one a frame) as (T, 411);
-    frames nobody is in are zeros, a clip nobody is in is an error."""
+def read_openpose_clip(folder: Path, size: tuple[int, int] = HOW2SIGN_SIZE) -> np.ndarray:
+    """A How2Sign keypoint folder (``<...>_<frame>_keypoints.json``, one a frame) as (T, 540) in the
+    Holistic layout (:func:`openpose_to_holistic`, ``size``: the video's width and height); frames
+    nobody is in are zeros, a clip nobody is in is an error."""
     frames = sorted(folder.glob("*_keypoints.json"), key=lambda p: int(re.findall(r"(\d+)_keypoints", p.name)[-1]))
     if not frames:
         raise SignlabError(f"{folder} holds no *_keypoints.json frames")
     rows = [openpose_frame(f) for f in frames]
     if all(r is None for r in rows):
         raise FeatureError("no_signer", f"{folder}: nobody is in any of its {len(frames)} frames")
-    return np.stack([np.zeros(OPENPOSE_DIM, np.float32) if r is None else r for r in rows])
+    return openpose_to_holistic(np.stack([np.zeros(OPENPOSE_DIM, np.float32) if r is None else r for r in rows]), *size)
 
 
 def how2sign_openpose(root: Path) -> Found:
     """How2Sign's OpenPose keypoints (``openpose_output/json/<SENTENCE_NAME>/...``) with the
-    realigned sentence files: one folder of JSON frames a sentence."""
-    from signlab.kinds import OPENPOSE
+    realigned sentence files: one folder of JSON frames a sentence, in the Holistic layout."""
+    from signlab.kinds import HOLISTIC
 
     rows = _how2sign_rows(root)
     folders = {p.name: p for p in root.rglob("*") if p.is_dir() and any(p.glob("*_keypoints.json"))}
@@ -125,8 +176,8 @@ def how2sign_openpose(root: Path) -> Found:
             excluded.add("missing", path.name, line, name, f"no keypoint folder {name} under {root}")
             continue
         clips.append(Clip(name, split, text=r["SENTENCE"], signer=r["VIDEO_ID"], source=str(folder.relative_to(root)),
-                          load=read_openpose_clip, item=folder, extra={"sentence_id": r["SENTENCE_ID"]}))
-    return Found(clips, excluded, OPENPOSE.name)
+                          load=read_openpose_clip, item=folder, extra={HOW2SIGN_ID: r["SENTENCE_ID"]}))
+    return Found(clips, excluded, HOLISTIC.name)
 
 
 # ----------------------------------------------------------------------------- WLASL
