@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 import uvicorn
@@ -216,3 +217,32 @@ def test_a_video_upload_is_extracted_as_the_bundle_says(tiny_run, serve):
     short = serve([gloss], limits=Limits(max_video_s=0.5))
     status, body = call(f"{short}/v1/models/run:predict", video.read_bytes(), "video/mp4")
     assert status == 413 and body["limit"] == "max_video_s"
+
+
+@needs_real_data()
+def test_a_zip_of_frames_is_a_video_too(tiny_run, serve, tmp_path):
+    import zipfile
+
+    from signlab.extract.video import VideoOptions, read_video
+
+    gloss = load_predictor(tiny_run)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(read_video(REAL_DATA / "wlasl_01377.mp4", VideoOptions(size=256))[:20]):
+        cv2.imwrite(str(frames / f"images{i + 1:04d}.png"), f[..., ::-1])
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as z:
+        for p in sorted(frames.iterdir()):
+            z.write(p, f"clip/1/{p.name}")  # a folder inside the zip, as PHOENIX nests its frames
+        z.writestr("clip/notes.txt", "not a frame")
+    base = serve([gloss], limits=Limits(max_video_s=30))
+    status, answer = call(f"{base}/v1/models/run:predict?frame_rate=25", body.getvalue(), "application/zip")
+    expected = video_features(frames, gloss.kind, gloss.config.extract)
+    assert status == 200 and answer["frames"] == len(expected.features) == 20, answer
+    assert answer["glosses"] == gloss.recognizer.recognize(expected.features)
+    status, body_ = call(f"{base}/v1/models/run:predict?frame_rate=0.1", body.getvalue(), "application/zip")
+    assert status == 413 and body_["limit"] == "max_video_s"  # 20 frames at 0.1 a second: 200 s
+    status, body_ = call(f"{base}/v1/models/run:predict?frame_rate=abc", body.getvalue(), "application/zip")
+    assert status == 422 and "frame_rate" in body_["error"]
+    status, body_ = call(f"{base}/v1/models/run:predict", b"PK not a zip", "application/zip")
+    assert status == 422 and "not a zip of frames" in body_["error"]

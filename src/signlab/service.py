@@ -2,8 +2,9 @@
 
 FastAPI app over :mod:`signlab.inference.predictor`. Endpoints: ``GET /healthz``, ``GET /readyz``,
 ``GET /v1/models``, ``POST /v1/models/{name}:predict`` (a clip of features as JSON
-``{"frames": [[...], ...]}`` or ``.npy`` bytes, or a video, ``Content-Type: video/...``,
-whose features the server extracts as the bundle's config says), ``GET /metrics`` (Prometheus). Each request's
+``{"frames": [[...], ...]}`` or ``.npy`` bytes, a video, ``Content-Type: video/...``, or a zip of
+PNG / JPEG frames, ``application/zip`` with ``?frame_rate=25``, whose features the server extracts as
+the bundle's config says), ``GET /metrics`` (Prometheus). Each request's
 clip is checked and preprocessed on its own (a bad clip is a 4xx naming the problem); the model
 work of concurrent requests to one model is gathered into one batch (up to ``max_batch``,
 waiting at most ``max_wait_ms`` for more) and run off the event loop. Errors are JSON:
@@ -185,8 +186,16 @@ async def read_clip(request: Request, predictor: Predictor, limits: Limits) -> t
     """The request's features (JSON, ``.npy`` or a video) within the limits, and the clip prepared
     for ``predictor``."""
     body, content_type = await read_body(request, limits), request.headers.get("content-type", "")
-    if content_type.startswith("video/"):
-        features = await asyncio.to_thread(video_clip, body, predictor, limits)
+    if content_type.startswith(("video/", "application/zip")):
+        rate = request.query_params.get("frame_rate", "25")
+        try:
+            frame_rate = float(rate)
+        except ValueError:
+            frame_rate = float("nan")
+        if not 0 < frame_rate <= 1000:  # NaN fails too
+            raise HTTPError(422, f"frame_rate={rate!r}: give the frames' rate a second, a number in (0, 1000]")
+        features = await asyncio.to_thread(video_clip, body, predictor, limits, content_type.startswith("video/"),
+                                           frame_rate)
     else:
         features = parse_clip(body, content_type)
     if features.ndim == 2 and len(features) > limits.max_frames:
@@ -229,28 +238,66 @@ def parse_clip(body: bytes, content_type: str) -> np.ndarray:
             raise HTTPError(422, f"the body is not a .npy array ({str(exc)[:120]})") from None
     else:
         raise HTTPError(415, f"content type {content_type or '(none)'!r}: send application/json with "
-                             "{\"frames\": [[...]]}, application/octet-stream with .npy bytes, or video/... ")
+                             "{\"frames\": [[...]]}, application/octet-stream with .npy bytes, video/..., or "
+                             "application/zip with PNG / JPEG frames")
     return features
 
 
-def video_clip(body: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
-    """Features of an uploaded video, extracted as the bundle's config says, in a private temporary
-    folder that is always removed. Nothing in the request names a server path, and errors do not
-    show the temporary one."""
+def video_clip(body: bytes, predictor: Predictor, limits: Limits, is_video: bool = True,
+               frame_rate: float = 25.0) -> np.ndarray:
+    """Features of an uploaded video (or zip of frames at ``frame_rate``), extracted as the bundle's
+    config says, in a private temporary folder that is always removed. Nothing in the request names
+    a server path, and errors do not show the temporary one."""
     from signlab.extract.pipeline import video_features  # PyAV and the extractors load with the first video
     from signlab.extract.video import probe
 
+    what = "the uploaded video" if is_video else "the uploaded frames"
     with tempfile.TemporaryDirectory(prefix="signlab-upload-") as tmp:  # mode 0700
         path = Path(tmp) / "upload"
-        path.write_bytes(body)
+        if is_video:
+            path.write_bytes(body)
+        else:
+            unzip_frames(body, path, limits, frame_rate)
         try:
-            info = probe(path)
+            info = probe(path, frame_rate)
             if info.frames and info.frames / info.fps > limits.max_video_s:
                 raise HTTPError(413, f"the video lasts {info.frames / info.fps:.1f} s, more than the limit",
                                 limit="max_video_s", value=limits.max_video_s)
-            return video_features(path, predictor.kind, predictor.config.extract).features
+            return video_features(path, predictor.kind, predictor.config.extract, frame_rate=frame_rate).features
         except SignlabError as exc:
-            raise HTTPError(422, str(exc).replace(str(path), "the uploaded video")) from None
+            raise HTTPError(422, str(exc).replace(str(path), what)) from None
+
+
+def unzip_frames(body: bytes, folder: Path, limits: Limits, frame_rate: float) -> None:
+    """The PNG / JPEG members of a zip into ``folder`` under their own file names (folders inside the
+    zip are ignored, so no name can leave ``folder``); more frames than ``max_video_s`` allows, or
+    more bytes unpacked than ``max_body_bytes`` x 4, is a 413 before anything is unpacked."""
+    import zipfile
+
+    from signlab.extract.video import IMAGE_EXTENSIONS
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        members = [m for m in archive.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_EXTENSIONS]
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise HTTPError(422, f"the body is not a zip of frames ({exc})") from None
+    names = [Path(m.filename).name for m in members]
+    if not members:
+        raise HTTPError(422, "the zip holds no PNG or JPEG frames")
+    if len(set(names)) < len(names):
+        raise HTTPError(422, "two frames in the zip have the same file name: send one folder of frames")
+    if len(members) / frame_rate > limits.max_video_s:
+        raise HTTPError(413, f"{len(members)} frames at {frame_rate:g} a second last more than the limit",
+                        limit="max_video_s", value=limits.max_video_s)
+    if sum(m.file_size for m in members) > 4 * limits.max_body_bytes:
+        raise HTTPError(413, "the frames unpack to more than four times the body limit", limit="max_body_bytes",
+                        value=limits.max_body_bytes)
+    folder.mkdir()
+    try:
+        for member, name in zip(members, names):
+            (folder / name).write_bytes(archive.read(member))  # reads at most the declared size, CRC checked
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise HTTPError(422, f"a frame in the zip cannot be unpacked ({exc})") from None
 
 
 SETTINGS_ENV = "SIGNLAB_SERVE_SETTINGS"  # how `signlab serve --workers N` tells each worker process what to serve

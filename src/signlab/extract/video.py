@@ -90,13 +90,17 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """One frame as RGB; OpenCV decodes PNG and JPEG about twice as fast as PIL, outside the GIL."""
+    import cv2
 
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise VideoError("corrupt", f"{path} is not a readable image ({exc})") from None
+        data = np.frombuffer(path.read_bytes(), np.uint8)
+    except OSError as exc:
+        raise VideoError("corrupt", f"{path} cannot be read ({exc.strerror or exc})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise VideoError("corrupt", f"{path} is not a readable image (a PNG or JPEG cut short or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _folder_frames(folder: Path, opts: VideoOptions) -> Iterator[np.ndarray]:
@@ -112,7 +116,7 @@ def _folder_frames(folder: Path, opts: VideoOptions) -> Iterator[np.ndarray]:
         picked = [picked[i] for i in np.minimum(np.round(ticks).astype(int), len(picked) - 1)]
     if not picked:
         raise VideoError("empty", f"{folder} has no frames in the requested range")
-    with ThreadPoolExecutor(max(1, min(4, opts.decode_threads or 4))) as pool:  # PIL decodes outside the GIL
+    with ThreadPoolExecutor(max(1, min(4, opts.decode_threads or 4))) as pool:
         for img in pool.map(_read_image, [files[i] for i in picked]):
             yield _resize_crop(img, opts)
 
