@@ -46,6 +46,14 @@ def test_train_writes_a_bundle_that_evaluate_and_the_api_load(tiny_corpus, tiny_
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
     assert {"train_loss", "dev_wer", "dev_blank_ratio", "lr"} <= set(epochs[-1]) and any(r["kind"] == "step" for r in epochs)
+    # Lightning's CSV and TensorBoard loggers, on by default, read what the run logged
+    logged = list(csv.DictReader((run / "csv" / "version_0" / "metrics.csv").open()))
+    assert {"dev_wer", "dev_blank_ratio", "train_loss_epoch", "lr-AdamW"} <= set(logged[0])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard" / "version_0")).Reload()
+    assert {"dev_wer", "dev_blank_ratio", "lr-AdamW"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("dev_wer")) == 2
     metrics = json.loads((run / "metrics.json").read_text())
     search = metrics["decoding_search"]  # the decoder of lowest dev WER became the bundle's default
     best = min(search["results"], key=lambda r: r["wer"])
@@ -181,6 +189,8 @@ def test_run_killed_mid_epoch_resumes_from_latest(tiny_corpus, tmp_path):
     steps = [r["step"] for r in records if r["kind"] == "step"]
     assert steps == sorted(set(steps))  # no step logged twice
     assert (out / "model.safetensors").is_file()
+    resumed = [r for r in csv.DictReader((out / "csv" / "version_1" / "metrics.csv").open()) if r["dev_wer"]]
+    assert [int(r["epoch"]) for r in resumed] == [1, 2, 3] and (out / "csv" / "version_0").is_dir()  # nothing overwritten
 
 
 @pytest.mark.slow
@@ -254,3 +264,15 @@ def test_average_checkpoints_is_the_mean_of_floating_point_weights(tmp_path):
         torch.save({"state_dict": {"w": torch.full((2,), value), "steps": torch.tensor(i)}}, tmp_path / f"{i}.ckpt")
     mean = average_checkpoints([tmp_path / "0.ckpt", tmp_path / "1.ckpt"])
     assert torch.equal(mean["w"], torch.full((2,), 2.5)) and mean["steps"] == 0  # counters come from the first
+
+
+def test_a_logger_that_is_not_installed_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    from signlab.training.run import make_loggers
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    with pytest.raises(SignlabError, match="mlflow is not installed: pip install mlflow, or drop it from training.loggers"):
+        make_loggers(["csv", "mlflow"], tmp_path)
+    assert make_loggers([], tmp_path) == []

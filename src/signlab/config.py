@@ -116,6 +116,10 @@ class TrainingConfig(_Section):
     num_workers: int = 0
     max_steps: int = -1
     log_every_n_steps: int = 10
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
+        ["csv", "tensorboard"], description=(
+            "Lightning loggers beside metrics.jsonl: csv (RUN/csv/version_N/metrics.csv), tensorboard (tensorboard --logdir RUN), "
+            "mlflow (RUN/mlruns) and wandb when those packages are installed"))
 
 
 class DataConfig(_Section):

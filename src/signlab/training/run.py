@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from signlab.config import (
     Config,
@@ -85,21 +85,48 @@ def make_trainer(t: TrainingConfig, out: Path, monitor: str, mode: str, progress
         callbacks.append(TopCheckpoints(out / "checkpoints", monitor, mode, keep_best))
     if progress:
         callbacks.append(CompactProgressBar(leave=False))
+    if t.loggers:
+        callbacks.append(LearningRateMonitor("step"))
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor, patience=t.early_stopping_patience, mode=mode, check_on_train_epoch_end=False))
     trainer = L.Trainer(
         max_epochs=t.epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip,
-        accumulate_grad_batches=t.accumulate_grad_batches, callbacks=callbacks, logger=False,
+        accumulate_grad_batches=t.accumulate_grad_batches, callbacks=callbacks, logger=make_loggers(t.loggers, out, t.log_every_n_steps),
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, default_root_dir=out,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
     )
     return trainer, best
 
 
+def make_loggers(names: Sequence[str], out: Path, flush_every: int = 10) -> list:
+    """Lightning's own loggers under the run folder, a ``version_N`` folder each time the run is
+    started or resumed (as Lightning does: nothing earlier is overwritten); MLflow and W&B only when
+    installed, and a clear error when asked for but not."""
+    import importlib.util
+
+    from lightning.pytorch import loggers
+
+    made = []
+    for name in names:
+        package = {"mlflow": "mlflow", "wandb": "wandb"}.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise SignlabError(f"training.loggers has {name}, but {package} is not installed: pip install {package}, "
+                               f"or drop it from training.loggers")
+        if name == "csv":
+            made.append(loggers.CSVLogger(out, name="csv", flush_logs_every_n_steps=flush_every))
+        elif name == "tensorboard":
+            made.append(loggers.TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
+        elif name == "mlflow":
+            made.append(loggers.MLFlowLogger("signlab", run_name=out.name, tracking_uri=(out / "mlruns").as_uri()))
+        elif name == "wandb":
+            made.append(loggers.WandbLogger(name=out.name, save_dir=str(out), project="signlab"))
+    return made
+
+
 # what may change when a run is resumed: how long and where it runs, never what it trains
 RESUMABLE_KEYS = ("training.epochs", "training.max_steps", "training.early_stopping_patience", "training.collapse_patience",
-                  "training.num_workers",
+                  "training.num_workers", "training.loggers",
                   "training.accelerator", "training.devices", "training.num_nodes", "training.strategy",
                   "training.log_every_n_steps")
 
