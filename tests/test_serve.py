@@ -143,6 +143,10 @@ def test_limits_and_malformed_requests_get_json_errors_that_say_what(sentence_pr
     assert call(url, truncated, "application/octet-stream")[0] == 422
     assert call(url, b"", "application/octet-stream")[0] == 422 and call(url, b"")[0] == 422  # empty bodies
     assert call(url, b"x", "text/plain")[0] == 415
+    npz = io.BytesIO()
+    np.savez(npz, a=np.zeros((5, 540)))  # found by the OpenAPI fuzzer: an .npz body was a 500
+    status, body = call(url, npz.getvalue(), "application/octet-stream")
+    assert status == 422 and ".npz archive" in body["error"]
     status, body = call(f"{base}/v1/models/nope:predict", as_json(np.zeros((5, 540))))
     assert status == 404 and body["models"] == ["phrases"]
     status, metrics = call(f"{base}/metrics")
@@ -246,3 +250,52 @@ def test_a_zip_of_frames_is_a_video_too(tiny_run, serve, tmp_path):
     assert status == 422 and "frame_rate" in body_["error"]
     status, body_ = call(f"{base}/v1/models/run:predict", b"PK not a zip", "application/zip")
     assert status == 422 and "not a zip of frames" in body_["error"]
+
+
+def test_the_openapi_document_says_what_the_service_does(tiny_run, sentence_predictor, serve):
+    """Schemathesis fuzzes every operation from /openapi.json alone, as a generated client would:
+    every answer's status code, content type and body must be ones the document declares, and no
+    request may make the server fail (5xx)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    base = serve([load_predictor(tiny_run), sentence_predictor], api_key="k3y",
+                 limits=Limits(max_body_bytes=2**20, max_frames=300, max_video_s=10))
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    document = json.loads(urllib.request.urlopen(f"{base}/openapi.json").read())
+    predict = document["paths"]["/v1/models/{name}:predict"]["post"]
+    assert set(predict["responses"]) == {"200", "401", "404", "413", "415", "422", "500", "504"}
+    assert set(predict["requestBody"]["content"]) == {"application/json", "application/octet-stream", "application/x-npy",
+                                                      "video/*", "application/zip"}
+    assert set(document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    seen: set[int] = set()
+
+    def fuzz(operation, headers: dict[str, str]) -> None:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                  derandomize=True)  # the same cases each run: CI stays deterministic
+        def run(case):
+            seen.add(case.call_and_validate(base_url=base, checks=checks, headers=headers).status_code)
+
+        run()
+
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 5
+    for operation in operations:  # with the key, and without: a 401 must be declared where it is answered
+        fuzz(operation, {"Authorization": "Bearer k3y"})
+        fuzz(operation, {})
+    assert {200, 401, 422} <= seen
+    clip = np.random.default_rng(0).normal(0, 0.3, (24, 540)).round(3)  # random data seldom makes a valid clip
+    predict_op = next(o for o in operations if o.path.endswith(":predict"))
+    for name in ("run", "phrases"):
+        for body, media_type in (({"frames": clip.tolist()}, "application/json"), (as_npy(clip), "application/octet-stream")):
+            case = schema.make_case(operation=predict_op, path_parameters={"name": name}, body=body, media_type=media_type)
+            response = case.call_and_validate(base_url=base, checks=checks, headers={"Authorization": "Bearer k3y"})
+            assert response.status_code == 200 and response.json()["model"] == name

@@ -25,11 +25,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -53,6 +54,101 @@ class Limits:
     max_batch: int = 16
     max_wait_ms: float = 10.0
     timeout_s: float = 60.0
+
+
+# ----------------------------------------------------------------------------- the contract (OpenAPI)
+
+
+class ErrorBody(BaseModel):
+    """Every error: what went wrong, and the limit or the kind of problem where there is one."""
+
+    error: str
+    limit: str | None = Field(None, description="the limit the request passed (max_body_bytes, max_frames, ...)")
+    value: float | None = Field(None, description="that limit's value")
+    kind: str | None = Field(None, description="the kind of problem with the clip (wrong_dim, nan, too_short, ...)")
+    models: list[str] | None = Field(None, description="404: the models served")
+
+
+class Segment(BaseModel):
+    gloss: str
+    start_frame: int
+    end_frame: int
+
+
+class GlossAnswer(BaseModel):
+    """A gloss model's answer: the glosses signed, and where the CTC head placed each."""
+
+    model: str
+    task: Literal["gloss"]
+    frames: int
+    glosses: list[str]
+    text: str
+    decoding: str
+    ctc_segments: list[Segment]
+
+
+class CandidateAnswer(BaseModel):
+    rank: int
+    clip_id: str
+    sentence: str
+    text: str
+    similarity: float
+    cosine: float
+    dtw_distance: float | None = None
+    gloss_fit: float | None = None
+
+
+class SentenceAnswer(BaseModel):
+    """A sentence model's answer: the phrase-book sentence accepted (or why none was), its
+    candidates, and the free translation."""
+
+    model: str
+    task: Literal["sentence"]
+    frames: int
+    accepted: bool
+    reason: str
+    sentence: str | None
+    text: str | None
+    confidence: float
+    motion: float
+    margin: float | None
+    prototype_similarity: float | None
+    candidates: list[CandidateAnswer]
+    translation: str | None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: Literal["gloss", "sentence"]
+    feature_kind: str
+    feature_dim: int
+    vocabulary_size: int
+    metrics: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {401: "missing or wrong API key", 404: "no model of that name", 413: "over a limit (body size, frames, "
+               "video length)", 415: "a content type the service does not read", 422: "a clip it cannot use (wrong "
+               "width, NaN, corrupt video, bad JSON)", 500: "the model failed on the request's batch",
+               504: "the model did not answer within timeout_s"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY = {
+    "parameters": [{"name": "frame_rate", "in": "query", "required": False, "description": "application/zip: the "
+                    "frames' rate a second", "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000,
+                                                         "default": 25}}],
+    "requestBody": {"required": True, "description": "one clip: features (JSON or .npy, (T, D) float32, D the "
+                    "model's feature_dim), a video, or a zip of PNG / JPEG frames", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["frames"], "properties": {"frames": {
+            "type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}}}}}},
+        "application/octet-stream": BINARY, "application/x-npy": BINARY, "video/*": BINARY, "application/zip": BINARY}},
+}
 
 
 class HTTPError(Exception):
@@ -134,22 +230,33 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
         if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise HTTPError(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'")
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={200: {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"status": {"type": "string"}}}}}}})
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    ready_schema = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+        "ready": {"type": "boolean"}, "models": {"type": "array", "items": {"type": "string"}}}}}}}
+
+    @app.get("/readyz", response_class=JSONResponse, responses={200: ready_schema, 503: {**ready_schema,
+                                                                "description": "a model's batcher is not running"}})
     async def readyz() -> JSONResponse:
         ready = all(b.task is not None and not b.task.done() for b in batchers.values())
         return JSONResponse({"ready": ready, "models": sorted(models)}, status_code=200 if ready else 503)
 
-    @app.get("/v1/models")
+    auth_errors = (401,) if api_key is not None else ()
+
+    @app.get("/v1/models", response_model=ModelList, responses=_errors(*auth_errors))
     async def list_models(request: Request) -> dict[str, Any]:
         authorize(request)
         return {"models": [p.info() for p in models.values()]}
 
-    @app.post("/v1/models/{name}:predict")
-    async def predict(name: str, request: Request) -> JSONResponse:
+    @app.post("/v1/models/{name}:predict", response_class=JSONResponse, openapi_extra=PREDICT_BODY,
+              responses={200: {"model": GlossAnswer | SentenceAnswer, "description": "the model's answer; its task "
+                                                                                      "says which"},
+                         **_errors(*auth_errors, 404, 413, 415, 422, 500, 504)})
+    async def predict(request: Request, name: str = PathParam(description="a served model's name",
+                                                              json_schema_extra={"enum": sorted(models)})) -> JSONResponse:
         started, code = time.perf_counter(), 500
         try:
             authorize(request)
@@ -174,7 +281,9 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
             requests.labels("predict", name if name in models else "", str(code)).inc()
             latency.labels("predict", name if name in models else "").observe(time.perf_counter() - started)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+        **_errors(*auth_errors)})
     async def metrics(request: Request) -> Response:
         authorize(request)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -227,7 +336,8 @@ def parse_clip(body: bytes, content_type: str) -> np.ndarray:
     if content_type.startswith("application/json"):
         try:
             frames = json.loads(body)["frames"]
-            features = np.asarray(frames, dtype=np.float32)
+            with np.errstate(over="ignore"):  # numbers past float32 become inf, which the clip check refuses
+                features = np.asarray(frames, dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise HTTPError(422, f"the JSON body must be {{\"frames\": [[number, ...], ...]}} ({type(exc).__name__}: "
                                  f"{str(exc)[:120]})") from None
@@ -236,6 +346,8 @@ def parse_clip(body: bytes, content_type: str) -> np.ndarray:
             features = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise HTTPError(422, f"the body is not a .npy array ({str(exc)[:120]})") from None
+        if not isinstance(features, np.ndarray):  # a zip body reads as an .npz archive of several arrays
+            raise HTTPError(422, "the body is an .npz archive: send one (T, D) array as .npy bytes (numpy.save)")
     else:
         raise HTTPError(415, f"content type {content_type or '(none)'!r}: send application/json with "
                              "{\"frames\": [[...]]}, application/octet-stream with .npy bytes, video/..., or "
