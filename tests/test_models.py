@@ -146,6 +146,7 @@ def test_old_tcn_weights_load_under_the_shared_encoder():
     fresh = TCNCTCModel(16, 12, d_model=32, num_layers=2)
     fresh.load_state_dict(old)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert set(TCNCTCModel.upgrade_keys(old)) == set(model.state_dict())  # a bundle's model.safetensors too
 
 
 def test_the_attention_guide_counts_the_mass_between_each_glosses_neighbours():

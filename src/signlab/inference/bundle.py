@@ -67,6 +67,8 @@ def load_weights(model: nn.Module, folder: Path, device: str | torch.device = "c
     except (SafetensorError, OSError, ValueError) as exc:
         raise SignlabError(f"{path} is not a readable safetensors file ({exc}): the bundle is damaged; "
                            "copy it again, or rebuild it from the run's checkpoints") from None
+    if hasattr(model, "upgrade_keys"):  # weights from before a module was renamed
+        tensors = model.upgrade_keys(tensors)
     expected = model.state_dict()
     wrong = {k: (tuple(v.shape), tuple(expected[k].shape)) for k, v in tensors.items()
              if k in expected and v.shape != expected[k].shape}

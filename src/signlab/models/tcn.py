@@ -68,6 +68,14 @@ class TCNCTCModel(nn.Module):
         self.decoder = None
         self._register_load_state_dict_pre_hook(_encoder_keys)
 
+    @staticmethod
+    def upgrade_keys(state: dict) -> dict:
+        """A bundle's weights (``model.safetensors``) saved before the blocks moved into the encoder,
+        under their new names; checkpoints go through the same renaming on ``load_state_dict``."""
+        state = dict(state)
+        _encoder_keys(state, "")
+        return state
+
     def encode(self, features: Tensor, lengths: Tensor) -> Encoded:
         x, lengths, mask = self.frontend(features, lengths)
         return Encoded(self.encoder(x, mask), lengths, mask)
