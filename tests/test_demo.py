@@ -20,6 +20,8 @@ def test_demo_prints_the_numbers_it_writes_to_summary_json(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert (tmp_path / "dev_wer.png").is_file()
     printed = console.export_text()
+    assert f"report: {tmp_path / 'report.html'}" in printed.replace("\n", "")[-600:]  # said in its last lines
+    assert "WER % by signer" in (tmp_path / "report.html").read_text()
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
             for line in printed.splitlines() if line.startswith("│")}
     for m in summary["models"]:

@@ -248,6 +248,27 @@ def corpus_prepare(
 
 
 @app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders (gloss or sentence); several: side by side")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")] = Path("report.html"),
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="the runs' data: adds each worst clip's CTC "
+                                                                          "alignment and cross-attention map")] = None,
+) -> None:
+    """One self-contained HTML page of training runs: curves, decoders, errors, worst clips, data."""
+    import time
+
+    from signlab.report_page import write_report
+
+    _writable(out)
+    for run in runs:
+        if not run.is_dir():
+            raise SignlabError(f"{run} is not a folder: give training run folders (signlab train --out ...)")
+    started = time.perf_counter()
+    page = write_report(runs, out, manifest)
+    _console().print(f"written: {page} ({page.stat().st_size / 1024:.0f} kB, {time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
 def recognize(
     video: Annotated[Path, typer.Argument(help="a video file, or a folder of PNG / JPEG frames")],
     model: Annotated[Path, typer.Option(help="run folder / model bundle")],

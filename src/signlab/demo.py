@@ -23,6 +23,7 @@ from signlab.data.manifest import read_manifest
 from signlab.data.synthetic import CorpusSpec, generate_corpus
 from signlab.inference.recognizer import COMPARED_DECODERS, Recognizer, compare_decoders
 from signlab.report import plot_comparison
+from signlab.report_page import write_report
 from signlab.training.run import train
 
 DEMO_CORPUS = CorpusSpec(train_signers=8, dev_signers=1, test_signers=2, clips_per_signer=60, seed=0)
@@ -65,7 +66,13 @@ def run_demo(out: str | Path = "runs/demo", spec: CorpusSpec = DEMO_CORPUS, mode
     console.print(decoding_table(decoding, f"decoding methods, {main.name} model, test split"))
     console.print(f"written: {out / 'summary.json'}, {out / 'dev_wer.png'}; curves and per-sample hypotheses in each "
                   "model's folder")
+    say_report(write_report(list(dirs.values()), out / "report.html", manifest), console)
     return summary
+
+
+def say_report(page: Path, console: Console) -> None:
+    console.print(f"report: {page} ({page.stat().st_size / 1024:.0f} kB): open it in a browser "
+                  "(or `signlab report RUN ... --out page.html` for any runs)")
 
 
 def models_table(rows: list[dict]) -> Table:
@@ -120,7 +127,8 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     rows = []
     for backend in ("torch", "onnx"):
         engine = InferenceEngine.from_bundle(bundle, run, backend)
-        r = evaluate_sentence_samples(bundle, engine, test, "test", out / f"test_{backend}.json")
+        r = evaluate_sentence_samples(bundle, engine, test, "test",  # the torch one in the run, for its report
+                                      run / "test_results.json" if backend == "torch" else out / f"test_{backend}.json")
         clips = [bundle.prep(np.load(s.features), s.where) for s in test[:20]]
         started = time.perf_counter()
         for c in clips:
@@ -140,6 +148,7 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
     c = metrics.get("calibration")
     console.print(f"thresholds calibrated on the dev signers: {describe(c) if c else 'none'}; ONNX encoder vs PyTorch: max "
                   f"difference {onnx_diff:.1e}; written: {out / 'summary.json'}, {run / 'curves.png'}")
+    say_report(write_report([run], out / "report.html"), console)
     return summary
 
 

@@ -187,7 +187,7 @@ def evaluate_samples(recognizer: Recognizer, samples: Sequence[Sample] | ScanRes
     if output is not None:
         output = Path(output)
         hyp_path = output.with_name(output.stem + ".hyp.jsonl")
-        write_text(hyp_path, "".join(json.dumps({"id": s.id, "reference": ref, "hypothesis": hyp,
+        write_text(hyp_path, "".join(json.dumps({"id": s.id, "signer": s.signer, "reference": ref, "hypothesis": hyp,
                                                  "wer": word_error_rate([ref], [hyp]).wer}) + "\n"
                                      for s, ref, hyp in zip(result.samples, refs, hyp_list)))
         results["hypotheses"] = hyp_path.name
