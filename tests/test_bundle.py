@@ -153,3 +153,22 @@ def test_resume_from_a_damaged_checkpoint_is_refused_in_one_line(tiny_corpus, ti
 
 def test_metrics_json_is_strict_json(tiny_run):
     json.loads((tiny_run / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+
+
+def test_a_bundle_says_its_task_in_its_config_and_nothing_else_decides(bundle, tmp_path):
+    import yaml
+
+    from signlab.inference.bundle import bundle_task
+    from signlab.inference.engine import load_sentence_bundle
+
+    assert yaml.safe_load((bundle / "config.yaml").read_text())["task"] == "gloss"
+    (bundle / "bank.npz").write_bytes(b"a file a sentence bundle has")  # once enough to pass for a sentence bundle
+    assert bundle_task(bundle) == "gloss" and load_bundle(bundle).config.task == "gloss"
+    with pytest.raises(SignlabError, match="is a gloss model bundle, not a sentence one: use signlab recognize"):
+        load_sentence_bundle(bundle)
+    old = yaml.safe_load((bundle / "config.yaml").read_text())
+    del old["task"]  # written before configs named their task: read from its sections
+    (bundle / "config.yaml").write_text(yaml.safe_dump(old))
+    assert bundle_task(bundle) == "gloss"
+    with pytest.raises(SignlabError, match="missing is not a model bundle: it does not exist"):
+        bundle_task(tmp_path / "missing")

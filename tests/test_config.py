@@ -17,7 +17,7 @@ def test_seed_yaml_mirrors_the_seed_config():
 
 def test_hybrid_yaml_is_the_seeds_but_for_what_learns_real_data():
     seed, ours = (load_config(REPO / "configs" / f"{n}.yaml").to_dict() for n in ("seed", "hybrid"))
-    changed = {(s, k) for s in seed for k in seed[s] if seed[s][k] != ours[s][k]}
+    changed = {(s, k) for s in seed if isinstance(seed[s], dict) for k in seed[s] if seed[s][k] != ours[s][k]}
     assert changed == {("model", "encoder"), ("model", "num_encoder_layers"), ("model", "ctc_weight"),
                        ("model", "ce_weight"), ("training", "lr"), ("training", "warmup_epochs")}
 

@@ -200,6 +200,7 @@ class DecodingConfig(_Section):
 
 
 class Config(RootConfig):
+    task: Literal["gloss"] = Field("gloss", description="what the config trains; a bundle's config.yaml says it first")
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data: DataConfig = DataConfig()
@@ -295,6 +296,7 @@ class SentenceTrainingConfig(TrainingConfig):
 
 
 class SentenceConfig(RootConfig):
+    task: Literal["sentence"] = Field("sentence", description="what the config trains; a bundle's config.yaml says it")
     model: SentenceModelConfig = SentenceModelConfig()
     training: SentenceTrainingConfig = SentenceTrainingConfig()
     data: SentenceDataConfig = SentenceDataConfig()
@@ -340,6 +342,15 @@ def as_saved(data: dict[str, Any], schema: type[RootConfig]) -> dict[str, Any]:
         if isinstance(data.get(section), dict) and key in getattr(fields, "model_fields", {}):
             data[section].setdefault(key, value)
     return data
+
+
+def task_of(data: dict[str, Any]) -> str:
+    """The task a saved config (as read from YAML) trains: its ``task`` key, or, in a config written
+    before it had one, the sections only a sentence config has."""
+    task = data.get("task")
+    if task is None:
+        return "sentence" if "engine" in data else "gloss"
+    return str(task)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),

@@ -232,8 +232,10 @@ def _checked(worst: float, atol: float, what: str) -> float:
 def export_bundle(run: str | Path, console: Callable[[str], None] = print) -> list[Path]:
     """``signlab export RUN``: the ONNX files of a gloss or sentence bundle, written into it and
     checked against PyTorch on ONNX Runtime."""
+    from signlab.inference.bundle import bundle_task
+
     run = Path(run)
-    if (run / "bank.npz").is_file():
+    if bundle_task(run) == "sentence":
         from signlab.inference.engine import load_sentence_bundle
 
         model = load_sentence_bundle(run).model

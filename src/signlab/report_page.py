@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from signlab.atomic import write_text  # noqa: E402
+from signlab.config import task_of  # noqa: E402
 from signlab.errors import SignlabError  # noqa: E402
 from signlab.report import PANELS, SENTENCE_PANELS  # noqa: E402
 
@@ -63,7 +64,7 @@ def read_run(path: Path) -> Run:
     try:
         run.config_text = config.read_text(encoding="utf-8")
         run.config = yaml.safe_load(run.config_text) or {}
-        run.task = "sentence" if "engine" in run.config else "gloss"  # the sections each task's config has
+        run.task = task_of(run.config)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         run.missing.append(f"config.yaml could not be read ({type(exc).__name__}): not a signlab run folder?")
     try:

@@ -16,7 +16,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from signlab.atomic import load_json, write_bytes, write_json
-from signlab.config import Config, RootConfig, as_saved, parse_config, read_yaml_mapping
+from signlab.config import Config, RootConfig, as_saved, parse_config, read_yaml_mapping, task_of
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.kinds import config_kind
@@ -132,12 +132,27 @@ def read_bundle_parts(path: Path, files: tuple[str, ...], kind: str, schema: typ
     return config, vocab, stats
 
 
+def bundle_task(path: str | Path, kind: str = "model") -> str:
+    """What a bundle (or run folder) does, as its ``config.yaml`` says: ``gloss`` or ``sentence``.
+    Read first, before anything is loaded; the files in the folder are never used to guess it."""
+    path = Path(path)
+    check_bundle_files(path, ("config.yaml",), kind)
+    return task_of(read_yaml_mapping(path / "config.yaml", "config"))
+
+
+def require_task(path: Path, task: str, kind: str) -> None:
+    """A one-line error when the bundle at ``path`` is not one of ``task``, saying what reads it."""
+    found = bundle_task(path, kind)
+    if found != task:
+        use = {"gloss": "signlab recognize / evaluate", "sentence": "signlab translate / sentence predict"}
+        raise SignlabError(f"{path} is a {found} model bundle, not a {task} one: use {use.get(found, 'its task')}")
+
+
 def load_bundle(path: str | Path, device: str | torch.device = "cpu", backend: str = "torch") -> Bundle:
     """A gloss bundle; ``backend="onnx"`` runs its exported graphs (``signlab export``) on ONNX
     Runtime's CPU provider instead of the PyTorch model."""
     path = Path(path)
-    if path.is_dir() and (path / "bank.npz").is_file():
-        raise SignlabError(f"{path} is a sentence model bundle: use signlab translate / sentence predict")
+    require_task(path, "gloss", "model")
     config, vocab, stats = read_bundle_parts(path, BUNDLE_FILES, "model", Config)
     if check_backend(backend, device) == "onnx":
         from signlab.inference.onnx import OnnxGlossModel

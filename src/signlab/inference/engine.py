@@ -40,6 +40,7 @@ from signlab.inference.bundle import (
     load_weights,
     read_bundle_parts,
     read_metrics,
+    require_task,
 )
 from signlab.inference.decision import Candidate, Prediction
 from signlab.kinds import config_kind
@@ -176,8 +177,7 @@ class SentenceBundle:
 
 def load_sentence_bundle(path: str | Path, device: str = "cpu") -> SentenceBundle:
     path = Path(path)
-    if (path / "model.safetensors").is_file() and not (path / "bank.npz").is_file():
-        raise SignlabError(f"{path} is a gloss recognition bundle, not a sentence model: use signlab recognize / evaluate")
+    require_task(path, "sentence", "sentence model")
     config, vocab, stats = read_bundle_parts(path, SENTENCE_BUNDLE_FILES, "sentence model", SentenceConfig)
     model = SignTranslationModel(stats.dim, len(vocab), config.model, config_kind(config).pose)
     load_weights(model, path, device, len(vocab))

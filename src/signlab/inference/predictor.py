@@ -21,6 +21,7 @@ from signlab.inference.engine import (
     SentenceBundle,
     load_sentence_bundle,
 )
+from signlab.inference.bundle import bundle_task
 from signlab.inference.recognizer import Recognizer
 from signlab.inference.sentence_eval import translate_clips
 from signlab.kinds import FeatureKind
@@ -93,11 +94,11 @@ class SentencePredictor(Predictor):
 
 
 def load_predictor(run: str | Path, name: str | None = None, device: str = "cpu", backend: str = "torch") -> Predictor:
-    """The predictor of a gloss or sentence bundle (a sentence bundle has ``bank.npz``); ``backend``
+    """The predictor of a gloss or sentence bundle (its ``config.yaml`` says which); ``backend``
     ``onnx`` runs the bundle's exported graphs (``signlab export``) on ONNX Runtime."""
     run = Path(run)
     name = name or run.name
-    if (run / "bank.npz").is_file():
+    if bundle_task(run) == "sentence":
         bundle = load_sentence_bundle(run, device)
         return SentencePredictor(name, bundle, InferenceEngine.from_bundle(bundle, run, backend, device))
     return GlossPredictor(name, Recognizer.load(run, device, backend))
