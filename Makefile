@@ -20,7 +20,7 @@ sentence-demo: $(STAMP)
 	$(BIN)/signlab sentence demo --out runs/sentence_demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 runs/demo/hybrid/model.safetensors: $(STAMP)  # bench_serve.py serves the demo's bundle
 	$(BIN)/signlab demo --out runs/demo
