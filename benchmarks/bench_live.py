@@ -66,7 +66,7 @@ def main() -> None:
         raise SystemExit(f"{args.run} is not a bundle: run `make demo` first, or pass --run")
     from signlab.data.manifest import read_manifest
     from signlab.data.synthetic import stream_with_pauses
-    from signlab.inference.predictor import load_predictor
+    from signlab.tasks import load_predictor
     from signlab.inference.streaming import StreamingRecognizer
     from signlab.metrics import word_error_rate
 

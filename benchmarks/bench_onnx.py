@@ -35,7 +35,7 @@ def main() -> None:
         raise SystemExit(f"{args.run} is not a bundle: run `make demo` first, or pass --run")
     from signlab.config import decoding_options
     from signlab.data.manifest import read_manifest
-    from signlab.export import export_bundle
+    from signlab.tasks import export_bundle
     from signlab.inference.recognizer import COMPARED_DECODERS, Recognizer, scan_for_wer
 
     manifest = args.run.parent / "data" / "manifest.csv"

@@ -155,7 +155,7 @@ def main() -> None:
         for backend in args.backends.split(","):
             run = args.run
             if backend == "onnx":
-                from signlab.export import export_bundle
+                from signlab.tasks import export_bundle
 
                 run = Path(tmp) / args.run.name
                 shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints"))

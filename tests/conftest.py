@@ -51,7 +51,7 @@ def sentence_predictor():
 
     from signlab.inference.bank import EmbeddingBank, TorchEncoder, encode_clips
     from signlab.inference.engine import InferenceEngine, SentenceBundle
-    from signlab.inference.predictor import SentencePredictor
+    from signlab.training.sentence import SentencePredictor
     from signlab.kinds import HOLISTIC
     from signlab.models.sentence import SignTranslationModel
     from signlab.vocab import Vocabulary

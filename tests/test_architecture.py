@@ -11,15 +11,24 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (names for annotations, never imported)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def module_imports() -> dict[str, set[str]]:
-    """Every ``signlab`` module and the ``signlab`` modules it imports anywhere in its body."""
+    """Every ``signlab`` module and the ``signlab`` modules it imports anywhere in its body when it runs."""
     graph: dict[str, set[str]] = {}
     for path in sorted((SRC / "signlab").rglob("*.py")):
         parts = path.relative_to(SRC).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         package = name if parts[-1] == "__init__" else name.rpartition(".")[0]
         found: set[tuple[str, ...]] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 found |= {(a.name,) for a in node.names}
             elif isinstance(node, ast.ImportFrom):

@@ -15,7 +15,7 @@ from signlab.data.manifest import read_manifest
 from signlab.errors import SignlabError
 from signlab.export import export_gloss, verify_gloss
 from signlab.inference.onnx import OnnxGlossModel
-from signlab.inference.predictor import load_predictor
+from signlab.tasks import load_predictor
 from signlab.inference.recognizer import COMPARED_DECODERS, Recognizer, scan_for_wer
 from signlab.models import TCNCTCModel
 from tests.conftest import run_cli

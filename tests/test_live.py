@@ -16,7 +16,7 @@ from signlab.data.synthetic import stream_with_pauses
 from signlab.errors import SignlabError
 from signlab.extract.live import LiveStats, open_source, video_rows
 from signlab.extract.video import VideoError
-from signlab.inference.predictor import load_predictor
+from signlab.tasks import load_predictor
 from signlab.inference.streaming import StreamingRecognizer
 from tests.conftest import REAL_DATA, needs_real_data, run_cli
 
@@ -104,7 +104,7 @@ def test_a_sentence_bundle_decides_once_per_segment(sentence_predictor, stream):
     rows, _, clips = stream
     events = run(StreamingRecognizer(sentence_predictor, fps=FPS), rows)
     assert [e.type for e in events] == ["final"] * len(clips)
-    assert all({"accepted", "reason", "sentence", "translation"} <= set(e.sentence) for e in events)
+    assert all({"accepted", "reason", "sentence", "translation"} <= set(e.answer) for e in events)
 
 
 def test_nan_or_wrong_width_rows_are_one_line_errors(tiny_run):

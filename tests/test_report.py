@@ -110,3 +110,19 @@ def test_a_run_still_training_or_cut_short_still_renders(tiny_run, tmp_path):
     assert "config.yaml could not be read" in text  # a folder that is not a run says so, the page still renders
     done = run_cli("report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html"))
     assert done.returncode == 2 and "is not a folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_evaluation_on_other_data_and_a_live_session_are_read_on_their_own(tiny_run, tiny_corpus, tmp_path):
+    results = tmp_path / "other_corpus.json"
+    assert run_cli("evaluate", str(tiny_run), "-m", str(tiny_corpus), "--output", str(results)).returncode == 0
+    events = [{"type": "partial", "start": 0.2, "end": 1.0, "emitted_at": 1.1, "latency_ms": 92.4, "glosses": ["A"]},
+              {"type": "final", "start": 0.2, "end": 2.5, "emitted_at": 2.6, "latency_ms": 69.4, "glosses": ["WE", XSS]},
+              {"type": "final", "start": 3.0, "end": 4.0, "emitted_at": 4.1, "latency_ms": 80.0, "answer": {"sign": "GO"}}]
+    live = tmp_path / "session.jsonl"
+    live.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"type": "fin')  # cut short while writing
+    old = tmp_path / "old.json"
+    old.write_text('{"wer": 3.0}')  # results written before they named their task
+    text = write_report([results, live, old], tmp_path / "r.html").read_text()
+    assert f"other_corpus.json: {tiny_run} on test" in text and "WER % by signer" in text  # the task's own sections
+    assert "Live session" in text and "median ms" in text and "GO" in text and "&lt;script&gt;" in text
+    assert "old.json does not say its task" in text

@@ -39,6 +39,7 @@ from signlab.inference.calibration import (
 )
 from signlab.inference.decision import GLOSS_FIT_FLOOR, gloss_fit
 from signlab.inference.engine import InferenceEngine, load_sentence_bundle
+from signlab.tasks import load_predictor
 from signlab.kinds import HOLISTIC
 from signlab.losses import SupConLoss
 from signlab.metrics import retrieval_metrics
@@ -136,8 +137,10 @@ def test_onnx_encoder_matches_pytorch_on_unseen_lengths(tmp_path, glosses):
     model = SignTranslationModel(540, 20, SMALL.model_copy(update={"glosses": glosses}), pose_layout=True).eval()
     path = export_onnx(model, tmp_path / "encoder.onnx")
     assert verify(model, onnx_runner(path), atol=1e-4) < 1e-4  # batches 1-3, 5-91 frames; exported with 2 x 64
-    _, _, logits = OnnxEncoder(path)(np.zeros((1, 9, 540), np.float32), np.array([9]))
+    enc = OnnxEncoder(path)(np.zeros((1, 9, 540), np.float32), np.array([9]))
+    logits = enc.gloss_logits
     assert (logits is None) == (glosses is None) and (glosses is None or logits.shape == (1, 9, 4))  # blank + 3
+    assert enc.context.shape == (1, 9, SMALL.embed_dim)  # what the text decoder reads: one encoding serves both
 
 
 def test_gloss_fit_scores_the_glosses_the_head_spells():
@@ -315,10 +318,22 @@ def test_sentence_pipeline_end_to_end(sentence_corpus, tmp_path):
     torch_p = InferenceEngine.load(run, "torch").predict(np.load(test[0].features))
     assert onnx_p["sentence"] == torch_p.sentence and onnx_p["reason"] == torch_p.reason
     assert onnx_p["candidates"][0]["similarity"] == pytest.approx(torch_p.candidates[0].similarity, abs=1e-4)
+    # translation reads the same one encoding, the exported graph's context included
+    clips = [load_predictor(run).prepare(np.load(s.features), s.id) for s in test[:3]]
+    answers = {b: load_predictor(run, backend=b).predict(clips) for b in ("torch", "onnx")}
+    assert [a["translation"] for a in answers["onnx"]] == [a["translation"] for a in answers["torch"]]
 
     r = run_cli("sentence", "evaluate", str(run), "-m", str(sentence_corpus), "--output", str(tmp_path / "e.json"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert len((tmp_path / "e.predictions.jsonl").read_text().splitlines()) == 8
+    # the shared verbs: the bundle's config.yaml says which task answers
+    r = run_cli("evaluate", str(run), "-m", str(sentence_corpus), "--output", str(tmp_path / "f.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "f.json").read_text())["translation"] == json.loads((tmp_path / "e.json").read_text())["translation"]
+    r = run_cli("evaluate", str(run), "-m", str(sentence_corpus), "--beam-size", "3")
+    assert r.returncode == 2 and "a sentence model takes no --beam-size" in r.stderr
+    r = run_cli("predict", str(run), str(test[0].features))
+    assert r.returncode == 0 and json.loads(r.stdout)["sentence"] == torch_p.sentence, r.stderr[-2000:]
     r = run_cli("sentence", "index", str(run), "-m", str(sentence_corpus), "--splits", "train,dev", "--calibrate-on", "test")
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{run / 'bank.npz'}: 32 clips of 8 sentences" in r.stdout and "thresholds calibrated on test (8 clips)" in r.stdout
@@ -400,12 +415,12 @@ def test_threshold_search_equals_trying_every_pair():
 
 
 def test_summary_when_no_clip_is_accepted_says_so_instead_of_nan():
-    from signlab.cli import _sentence_line
     from signlab.demo import sentence_table
+    from signlab.tasks import get_task
 
     r = {"retrieval": {"top1": 0.5, "mrr": 0.6}, "translation": {"wer": 50.0, "bleu": 20.0},
          "decisions": {"accept_rate": 0.0, "accepted_accuracy": None}}
-    line = _sentence_line(r)
+    line = get_task("sentence").summary(r)
     assert "engine accepts 0.0% of known, - of its answers right" in line and "nan" not in line
     row = {"backend": "torch", "top1": 0.5, "mrr": 0.6, "engine_top1": 0.5, "accept_rate": 0.0, "accepted_accuracy": None,
            "wer": 50.0, "bleu": 20.0, "ms_per_query": 1.0}

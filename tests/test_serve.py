@@ -15,16 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+import torch
 import uvicorn
 
+from signlab.decoding.beam import beam_search
 from signlab.extract.pipeline import video_features
-from signlab.inference.predictor import (
-    GlossPredictor,
-    load_predictor,
-)
+from signlab.tasks import load_predictor
 from signlab.inference.recognizer import Recognizer
-from signlab.inference.sentence_eval import translate_clips
 from signlab.service import Limits, create_app
+from signlab.training.gloss import GlossPredictor
 from tests.conftest import REAL_DATA, needs_real_data
 
 
@@ -107,7 +106,17 @@ def test_both_tasks_answer_over_http_as_the_python_api_does(tiny_run, tiny_corpu
     assert status == 200 and answer["task"] == "sentence"
     assert (answer["sentence"], answer["reason"], answer["accepted"]) == (direct.sentence, direct.reason, direct.accepted)
     assert answer["confidence"] == pytest.approx(direct.confidence, abs=1e-5)
-    assert answer["translation"] == translate_clips(sentence_predictor.bundle, [clip])[0]
+    assert answer["translation"] == reference_translation(sentence_predictor.bundle, sentence_predictor.prepare(clip, "q"))
+
+
+@torch.no_grad()
+def reference_translation(bundle, clip: np.ndarray) -> str:
+    """The text decoder's beam search on a fresh PyTorch encoding of one clip."""
+    opts, x = bundle.config.decoding, torch.from_numpy(clip)[None]
+    enc = bundle.model.encode(x, torch.tensor([len(clip)]))
+    nbest = beam_search(bundle.model.decoder, enc.context, enc.padding_mask, torch.tensor([opts.max_len]), opts.beam_size,
+                        opts.max_len, opts.length_penalty, bonus=opts.length_bonus)
+    return " ".join(bundle.vocab.decode(nbest[0][0].tokens)) if nbest[0] else ""
 
 
 def test_an_api_key_is_required_when_one_is_set(sentence_predictor, serve):

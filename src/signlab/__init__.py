@@ -17,6 +17,7 @@ _API = {
     "Recognizer": "signlab.inference.recognizer", "evaluate": "signlab.inference.recognizer",
     "HybridCTCAttentionModel": "signlab.models", "TCNCTCModel": "signlab.models",
     "train": "signlab.training.run",
+    "get_task": "signlab.tasks", "load_predictor": "signlab.tasks", "export_bundle": "signlab.tasks",
     "Vocabulary": "signlab.vocab",
 }
 __all__ = sorted(_API)

@@ -62,33 +62,46 @@ def demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/d
     run_demo(out, models=models, extra_overrides=(f"training.seed={seed}",), console=_console())
 
 
+TaskOption = Annotated[str | None, typer.Option(
+    help="gloss, sentence or isolated: the task whose built-in config a run starts from, when --config is not given "
+         "(default gloss); a config file names its own task")]
+
+
 @app.command()
 def train(
     manifest: Manifests,
     out: Annotated[Path, typer.Option(help="run folder (checkpoints, metrics, bundle)")],
-    config: Annotated[Path | None, typer.Option(help="YAML config (default: built-in hybrid)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: the task's built-in one)")] = None,
+    task: TaskOption = None,
     set_: Sets = None,
     resume: Annotated[bool, typer.Option(help="continue the run in OUT from checkpoints/latest.ckpt")] = False,
     features_dir: Annotated[Path | None, typer.Option(help="feature folder for PHOENIX corpus files")] = None,
 ) -> None:
-    """Train a gloss recogniser on a manifest."""
-    from signlab.config import Config
-
-    _train(manifest, out, config, set_, resume, features_dir, "hybrid", Config)
-
-
-def _train(manifest, out, config, set_, resume, features_dir, builtin: str, schema, line=None) -> None:
-    """What `train` and `sentence train` do, for their task's config."""
+    """Train a model on a manifest: gloss recognition, or sentence retrieval and translation (the config's task)."""
+    from signlab.tasks import get_task, task_of_file
     from signlab.training.run import is_launcher_process, run_config
     from signlab.training.run import train as run_train
 
-    cfg = run_config(out, config, set_ or [], resume, builtin, schema)
+    saved = out / "config.yaml"
+    chosen = task_of_file(config) if config else task_of_file(saved) if resume and saved.is_file() else get_task(task or "gloss")
+    if task is not None and task != chosen.name:
+        raise SignlabError(f"--task {task}, but {config or saved} trains a {chosen.name} model: drop one of them")
+    cfg = run_config(out, config, set_ or [], resume, chosen.default_config, chosen.schema)
     run = run_train(manifest, cfg, out, resume=resume, features_dir=features_dir)
     if is_launcher_process():
-        _print_metrics(run / "metrics.json", *([line] if line else []))
+        _print_metrics(run / "metrics.json", chosen.summary)
 
 
 Backend = Annotated[str, typer.Option(help="torch, or onnx: the bundle's exported graphs on ONNX Runtime (needs `signlab export`)")]
+
+
+def _split_rows(manifest: list[Path], split: str, features_dir: Path | None) -> list:
+    from signlab.data.manifest import read_manifests
+
+    rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
+    if not rows:
+        raise SignlabError(f"the manifest has no rows with split {split!r}")
+    return rows
 
 
 @app.command()
@@ -96,43 +109,56 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="run folder / model bundle")],
     manifest: Manifests,
     split: Annotated[str, typer.Option()] = "test",
-    output: Annotated[Path | None, typer.Option(help="results JSON (hypotheses go beside it)")] = None,
+    output: Annotated[Path | None, typer.Option(help="results JSON (per-clip answers go beside it)")] = None,
     decode: Annotated[str | None, typer.Option(
-        help="ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's), or all: every "
-             "method in one table, each clip encoded once")] = None,
-    beam_size: Annotated[int | None, typer.Option(help="beam width (1 = greedy)")] = None,
-    ctc_weight: Annotated[float | None, typer.Option(help="weight of CTC scores in joint / rescore")] = None,
-    length_penalty: Annotated[float | None, typer.Option(help="GNMT length penalty alpha")] = None,
-    length_bonus: Annotated[float | None, typer.Option(help="attention / joint: bonus per output token")] = None,
-    batch_size: Annotated[int, typer.Option()] = 32,
+        help="gloss models: ctc_greedy | ctc_beam | attention | joint | rescore (default: the bundle's), or all: "
+             "every method in one table, each clip encoded once")] = None,
+    beam_size: Annotated[int | None, typer.Option(help="gloss models: beam width (1 = greedy)")] = None,
+    ctc_weight: Annotated[float | None, typer.Option(help="gloss models: weight of CTC scores in joint / rescore")] = None,
+    length_penalty: Annotated[float | None, typer.Option(help="gloss models: GNMT length penalty alpha")] = None,
+    length_bonus: Annotated[float | None, typer.Option(help="gloss models: attention / joint bonus per output token")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="gloss models: clips a batch (default 32)")] = None,
     phoenix_cleanup: Annotated[bool | None, typer.Option("--phoenix-cleanup/--no-phoenix-cleanup")] = None,
     features_dir: Annotated[Path | None, typer.Option()] = None,
     backend: Backend = "torch",
 ) -> None:
-    """WER of a trained model on one split of a manifest."""
-    import json
-
-    from signlab.inference.recognizer import evaluate as run_evaluate
+    """A trained model's metrics on one split of a manifest: WER for gloss models; retrieval, decisions,
+    alignment and translation for sentence models."""
+    from signlab.tasks import task_of_bundle
 
     _writable(output)
-    if decode == "all":
-        from signlab.data.manifest import read_manifests
-        from signlab.demo import decoding_table
-        from signlab.inference.recognizer import Recognizer, compare_decoders
+    task = task_of_bundle(run)
+    options = {"decode": decode, "beam_size": beam_size, "ctc_weight": ctc_weight, "length_penalty": length_penalty,
+               "length_bonus": length_bonus, "batch_size": batch_size, "phoenix_cleanup": phoenix_cleanup}
+    results = task.evaluate(run, _split_rows(manifest, split, features_dir), split, output, backend,
+                            **{k: v for k, v in options.items() if v is not None})
+    if output is not None:  # what `signlab report` needs to read it on its own
+        write_json(output, {"task": task.name, "bundle": str(run), **results})
+    _console().print(task.show(results))
 
-        rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
-        if not rows:
-            raise SignlabError(f"the manifest has no rows with split {split!r}")
-        table = compare_decoders(Recognizer.load(run, backend=backend), rows, split, batch_size=batch_size)
-        _console().print(decoding_table(table["results"], f"{run}: every decoding method on {split} "
-                                                          f"({table['clips']} clips, encoder {table['encode_seconds']:.2f} s)"))
-        if output is not None:
-            write_json(output, table)
-        return
-    results = run_evaluate(run, manifest, split, output, batch_size, phoenix_cleanup, features_dir, backend, method=decode,
-                           beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty,
-                           length_bonus=length_bonus)
-    _console().print_json(json.dumps(results))
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run folder / model bundle")],
+    features: Annotated[list[Path], typer.Argument(help=".npy or .pose feature files")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write every answer, by file, to this JSON file")] = None,
+    backend: Backend = "torch",
+) -> None:
+    """Any model's answers for feature files, one JSON line a file: glosses for gloss models; the
+    sentence, its decision and the generated text for sentence models. (Videos: `recognize` / `translate`.)"""
+    import json
+
+    from signlab.tasks import load_predictor
+
+    _writable(json_out)
+    predictor = load_predictor(run, backend=backend)
+    clips = [predictor.prepare(predictor.read(path), str(path)) for path in features]
+    answers = {str(p): a for p, a in zip(features, predictor.predict(clips))}
+    for path, answer in answers.items():
+        _console().print(json.dumps({"file": path, **answer}, ensure_ascii=False), soft_wrap=True, markup=False,
+                         highlight=False)
+    if json_out is not None:
+        write_json(json_out, answers)
 
 
 extract_app = typer.Typer(no_args_is_help=True, help="Extract features from videos: MediaPipe pose or I3D.")
@@ -249,20 +275,23 @@ def corpus_prepare(
 
 @app.command()
 def report(
-    runs: Annotated[list[Path], typer.Argument(help="run folders (gloss or sentence); several: side by side")],
+    runs: Annotated[list[Path], typer.Argument(help="run folders, `evaluate --output` JSON files, `live --jsonl` "
+                                                    "files; several: side by side")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")] = Path("report.html"),
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="the runs' data: adds each worst clip's CTC "
                                                                           "alignment and cross-attention map")] = None,
 ) -> None:
-    """One self-contained HTML page of training runs: curves, decoders, errors, worst clips, data."""
+    """One self-contained HTML page of training runs (curves, decoders, errors, worst clips, data),
+    evaluations on other data, and live sessions (latency)."""
     import time
 
     from signlab.report_page import write_report
 
     _writable(out)
     for run in runs:
-        if not run.is_dir():
-            raise SignlabError(f"{run} is not a folder: give training run folders (signlab train --out ...)")
+        if not (run.is_dir() or run.is_file() and run.suffix in (".json", ".jsonl")):
+            raise SignlabError(f"{run} is not a folder of a run (signlab train --out), nor an evaluation's results "
+                               "(signlab evaluate --output X.json), nor a live session (signlab live --jsonl X.jsonl)")
     started = time.perf_counter()
     page = write_report(runs, out, manifest)
     _console().print(f"written: {page} ({page.stat().st_size / 1024:.0f} kB, {time.perf_counter() - started:.1f} s)")
@@ -314,7 +343,7 @@ def export(run: Annotated[Path, typer.Argument(help="run folder / model bundle (
     """Write the bundle's networks as ONNX (dynamic batch and length) into it, checked against
     PyTorch on ONNX Runtime: a gloss bundle's encoder + CTC head and attention decoder, a sentence
     bundle's encoder. `--backend onnx` then runs them."""
-    from signlab.export import export_bundle
+    from signlab.tasks import export_bundle
 
     export_bundle(run, _console().print)
 
@@ -357,30 +386,16 @@ def sentence_train(
     resume: Annotated[bool, typer.Option(help="continue the run in OUT from checkpoints/latest.ckpt")] = False,
     features_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
-    """Train the sentence model: SupCon on two views + text decoder + masked frames."""
-    from signlab.config import SentenceConfig
-
-    _train(manifest, out, config, set_, resume, features_dir, "sentence", SentenceConfig, _sentence_line)
+    """`signlab train --task sentence`: SupCon on two views + text decoder + masked frames."""
+    train(manifest, out, config, "sentence", set_, resume, features_dir)
 
 
 @sentence_app.command("evaluate")
 def sentence_evaluate(run: Run, manifest: Manifests, split: Annotated[str, typer.Option()] = "test",
                       output: Annotated[Path | None, typer.Option(help="results JSON (predictions beside it)")] = None,
                       backend: Backend = "torch", features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
-    """Retrieval (top-1, MRR), engine decisions, alignment and translation (WER, BLEU, exact) on a split."""
-    import json
-
-    from signlab.data.manifest import read_manifests
-    from signlab.inference.engine import InferenceEngine, load_sentence_bundle
-    from signlab.inference.sentence_eval import evaluate_sentence_samples
-
-    _writable(output)
-    rows = [s for s in read_manifests(manifest, features_dir) if s.split == split]
-    if not rows:
-        raise SignlabError(f"the manifest has no rows with split {split!r}")
-    bundle = load_sentence_bundle(run)
-    results = evaluate_sentence_samples(bundle, InferenceEngine.from_bundle(bundle, run, backend), rows, split, output)
-    _console().print_json(json.dumps(results))
+    """`signlab evaluate`: retrieval (top-1, MRR), engine decisions, alignment and translation on a split."""
+    evaluate(run, manifest, split, output, features_dir=features_dir, backend=backend)
 
 
 @sentence_app.command("index")
@@ -390,7 +405,7 @@ def sentence_index(run: Run, manifest: Manifests,
                    features_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Rebuild the embedding bank and prototypes from a manifest (and recalibrate the thresholds)."""
     from signlab.inference.calibration import describe
-    from signlab.training.sentence import reindex
+    from signlab.inference.sentence_bundle import reindex
 
     info = reindex(run, manifest, splits.split(","), calibrate_on, features_dir)
     out = _console()
@@ -425,7 +440,7 @@ def sentence_predict(run: Run, features: Annotated[list[Path], typer.Argument(he
 
 @sentence_app.command("export")
 def sentence_export(run: Run) -> None:
-    """Export the encoder to ONNX: the same as `signlab export RUN`."""
+    """`signlab export RUN`."""
     export(run)
 
 
@@ -450,17 +465,20 @@ def translate(
 
     from signlab.extract.pipeline import video_features
     from signlab.extract.video import probe
+    from signlab.inference.decision import no_signer
     from signlab.inference.engine import InferenceEngine, load_sentence_bundle
-    from signlab.inference.sentence_eval import translate_clips
+    from signlab.inference.sentence_eval import translate_encoded
 
     _writable(json_out)
     probe(video)
     bundle = load_sentence_bundle(model)
     engine = InferenceEngine.from_bundle(bundle, model, backend)
     vf = video_features(video, bundle.prep.kind, bundle.config.extract)
-    prediction = engine.predict(vf.features)
-    clip = bundle.prep(vf.features, str(video))
-    generated = translate_clips(bundle, [clip])[0]
+    clip = engine.prepare(vf.features, str(video))
+    prediction, generated = no_signer(), ""
+    if clip is not None:  # encoded once, for retrieval and translation
+        enc = engine.encode([clip], keep_context=True)
+        prediction, generated = engine.decide_encoded([clip], enc)[0], translate_encoded(bundle, enc)[0]
     _print_prediction(video.name, prediction)
     _console().print(f"generated: [bold]{generated}[/]")
     if json_out is not None:
@@ -516,22 +534,7 @@ def serve(
         uvicorn.run(app, **options)
 
 
-def _gloss_line(r: dict) -> str:
-    return (f"WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, n {r['n']}), "
-            f"blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")
-
-
-def _sentence_line(r: dict) -> str:
-    from signlab.demo import percent
-
-    d, retrieval = r["decisions"], r["retrieval"]
-    unknown = f"; refuses {percent(d.get('unknown_rejected'))} of {d['unknown_clips']} unknown" if d.get("unknown_clips") else ""
-    found = f"retrieval top-1 {retrieval['top1']:.3f} (MRR {retrieval['mrr']:.3f}); " if retrieval else ""
-    return (f"{found}engine accepts {percent(d['accept_rate'])} of known, {percent(d['accepted_accuracy'])} of its answers "
-            f"right{unknown}; translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
-
-
-def _print_metrics(path: Path, line=_gloss_line) -> None:
+def _print_metrics(path: Path, line) -> None:
     """One line per evaluated split of a run's metrics.json."""
     import json
 

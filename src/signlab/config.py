@@ -23,6 +23,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Section = _Section  # the base of a config section: a task's own config sections derive from it
+
+
 class _AttentionSection(_Section):
     """A model section whose Transformer width is split over its heads: ``_width_and_heads`` names
     the two fields. Attention needs the split to be even, and sinusoidal positions an even width.
@@ -295,6 +298,15 @@ class SentenceTrainingConfig(TrainingConfig):
     retrieval_eval_every: int = Field(1, ge=1)
 
 
+class TextDecodingConfig(_Section):
+    """The sentence model's text decoder: beam search ranked with a length penalty."""
+
+    beam_size: int = Field(4, ge=1)
+    length_penalty: float = Field(0.8, ge=0, description="GNMT alpha; 0 = none")
+    length_bonus: float = Field(0.0, ge=0, description="added per output word when the final n-best list is ranked")
+    max_len: int = Field(64, ge=1, description="longest text generated, in words")
+
+
 class SentenceConfig(RootConfig):
     task: Literal["sentence"] = Field("sentence", description="what the config trains; a bundle's config.yaml says it")
     model: SentenceModelConfig = SentenceModelConfig()
@@ -304,8 +316,7 @@ class SentenceConfig(RootConfig):
     augmentation: AugmentationConfig = AugmentationConfig()
     engine: EngineConfig = EngineConfig()
     extract: ExtractConfig = ExtractConfig()
-    decoding: DecodingConfig = DecodingConfig(method="attention", beam_size=4, length_penalty=0.8, max_len=64,
-                                              choose_on_dev=False)
+    decoding: TextDecodingConfig = TextDecodingConfig()
 
 
 CTC_METHODS = ("ctc_greedy", "ctc_beam")
@@ -335,12 +346,20 @@ def builtin_config(name: str) -> Path:
 ADDED_KEYS = {("model", "hand_shape"): False, ("model", "attention_guide"): 0.0}
 
 
+# keys that configs saved by earlier versions hold but nothing reads any more, by task
+RETIRED_KEYS = {"sentence": [("decoding", k) for k in ("method", "ctc_weight", "phoenix_cleanup", "choose_on_dev")]}
+
+
 def as_saved(data: dict[str, Any], schema: type[RootConfig]) -> dict[str, Any]:
-    """A saved config (a bundle's, or a run's being resumed) with the keys it predates set as it was trained."""
+    """A saved config (a bundle's, or a run's being resumed) with the keys it predates set as it
+    was trained, and those retired since dropped."""
     for (section, key), value in ADDED_KEYS.items():
         fields = getattr(schema.model_fields.get(section), "annotation", None)
         if isinstance(data.get(section), dict) and key in getattr(fields, "model_fields", {}):
             data[section].setdefault(key, value)
+    for section, key in RETIRED_KEYS.get(schema.model_fields["task"].default, []):
+        if isinstance(data.get(section), dict):
+            data[section].pop(key, None)
     return data
 
 

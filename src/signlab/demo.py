@@ -22,7 +22,7 @@ from signlab.config import builtin_config, load_config
 from signlab.data.manifest import read_manifest
 from signlab.data.synthetic import CorpusSpec, generate_corpus
 from signlab.inference.recognizer import COMPARED_DECODERS, Recognizer, compare_decoders
-from signlab.report import plot_comparison
+from signlab.report import decoding_table, percent, plot_comparison
 from signlab.report_page import write_report
 from signlab.training.run import train
 
@@ -85,16 +85,6 @@ def models_table(rows: list[dict]) -> Table:
     return table
 
 
-def decoding_table(rows: list[dict], title: str) -> Table:
-    """Rows of :func:`~signlab.inference.recognizer.compare_decoders`."""
-    table = Table(title=title)
-    for col in ("decoder", "WER %", "sub / del / ins", "decode s"):
-        table.add_column(col, justify="left" if col == "decoder" else "right")
-    for r in rows:
-        table.add_row(r["decoder"], f"{r['wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}", f"{r['decode_seconds']:.2f}")
-    return table
-
-
 # 20 pairs of sentences that differ in one sign; the test signers also sign 15 sentences the phrase book does not hold
 SENTENCE_CORPUS = CorpusSpec(train_signers=8, dev_signers=2, test_signers=2, clips_per_signer=40, sentence_pool=40,
                              near_duplicates=True, unknown_sentences=15, seed=5)
@@ -150,11 +140,6 @@ def run_sentence_demo(out: str | Path = "runs/sentence_demo", spec: CorpusSpec =
                   f"difference {onnx_diff:.1e}; written: {out / 'summary.json'}, {run / 'curves.png'}")
     say_report(write_report([run], out / "report.html"), console)
     return summary
-
-
-def percent(value: float | None) -> str:
-    """``12.3%``, or ``-`` where there is nothing to measure (no clip accepted)."""
-    return "-" if value is None else f"{value:.1%}"
 
 
 def sentence_table(rows: list[dict]) -> Table:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ def _clip_dims() -> dict[str, dict[int, torch.export.Dim]]:
 def export_onnx(model: SignTranslationModel, path: str | Path) -> Path:
     """A sentence model's encoder as ``path``."""
     return _export(SentenceEncoderExport(model.eval()), _example(model), Path(path), _clip_dims(),
-                   ["embedding", "projected"] + ([] if model.gloss_head is None else ["gloss_logits"]))
+                   ["embedding", "projected", "context"] + ([] if model.gloss_head is None else ["gloss_logits"]))
 
 
 @torch.no_grad()
@@ -81,9 +80,12 @@ def verify(model: SignTranslationModel, run, atol: float = 1e-4) -> float:
     for i, (batch, frames) in enumerate(CHECK_SHAPES):
         features, lengths = _example(model, batch, frames, seed=i + 1)
         enc = model.eval().encode(features, lengths)
-        got = run(features, lengths)
-        want = (enc.embedding, enc.projected) + (() if enc.gloss_logits is None else (enc.gloss_logits,))
-        worst = max(worst, _difference([g for g in got if g is not None], want, enc.lengths))
+        got = run(features, lengths)  # an Encoding: embedding, projected, gloss logits or None, context
+        want = (enc.embedding, enc.projected, enc.gloss_logits, enc.context)
+        pairs = [(g, w) for g, w in zip(got, want) if w is not None]
+        if any(g is None for g, _ in pairs):
+            raise SignlabError("the exported encoder lacks an output PyTorch gives (gloss logits or context)")
+        worst = max(worst, _difference(*zip(*pairs), enc.lengths))
     return _checked(worst, atol, "encoder")
 
 
@@ -227,25 +229,3 @@ def _checked(worst: float, atol: float, what: str) -> float:
     if worst > atol:
         raise SignlabError(f"the exported {what} differs from PyTorch by {worst:.2e} (> {atol:.0e})")
     return worst
-
-
-def export_bundle(run: str | Path, console: Callable[[str], None] = print) -> list[Path]:
-    """``signlab export RUN``: the ONNX files of a gloss or sentence bundle, written into it and
-    checked against PyTorch on ONNX Runtime."""
-    from signlab.inference.bundle import bundle_task
-
-    run = Path(run)
-    if bundle_task(run) == "sentence":
-        from signlab.inference.engine import load_sentence_bundle
-
-        model = load_sentence_bundle(run).model
-        paths = [export_onnx(model, run / "encoder.onnx")]
-        diff = verify(model, onnx_runner(paths[0]))
-    else:
-        from signlab.inference.bundle import load_bundle
-
-        model = load_bundle(run).model
-        paths = export_gloss(model, run)
-        diff = verify_gloss(model, run)
-    console(f"{', '.join(str(p) for p in paths)}: max difference from PyTorch {diff:.1e} (ONNX Runtime)")
-    return paths

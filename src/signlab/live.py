@@ -18,8 +18,9 @@ from rich.text import Text
 
 from signlab.errors import SignlabError
 from signlab.extract.live import LiveStats, feature_rows, open_source, video_rows
-from signlab.inference.predictor import load_predictor
+from signlab.inference.predictor import Predictor
 from signlab.inference.streaming import LiveEvent, StreamingRecognizer
+from signlab.tasks import load_predictor
 
 
 @dataclass
@@ -55,8 +56,8 @@ class LiveSummary:
 class LiveView:
     """What the terminal shows: the final output so far, the current partial, and how it keeps up."""
 
-    def __init__(self, name: str, source: str, gloss: bool):
-        self.name, self.source, self.gloss = name, source, gloss
+    def __init__(self, name: str, source: str, predictor: Predictor):
+        self.name, self.source, self.gloss, self.describe = name, source, predictor.partial_results, predictor.describe
         self.finals: deque[str] = deque(maxlen=8)
         self.partial, self.latency = "", None
 
@@ -69,9 +70,7 @@ class LiveView:
             line = " ".join(event.glosses)
             self.partial = ""
         else:
-            s = event.sentence or {}
-            verdict = "accepted" if s.get("accepted") else f"rejected ({s.get('reason')})"
-            line = f"{s.get('text') or s.get('translation') or '?'}  [{verdict}, confidence {s.get('confidence', 0):.2f}]"
+            line = self.describe(event.answer or {})
         self.finals.append(f"{event.start:7.2f}-{event.end:7.2f} s  {line}")
 
     def render(self, stats: LiveStats) -> Group:
@@ -103,14 +102,14 @@ def run_live(model: str | Path, source: LiveSource, jsonl: Path | None = None, b
                                "bundles (MediaPipe Holistic); stream your own features with --features")
         opened = open_source(source.camera, source.url, source.video, source.frame_rate)
         where = opened.where
-        if backend == "torch":  # MediaPipe needs a core of its own: PyTorch's second thread took it (12% of frames dropped)
+        if backend == "torch":  # MediaPipe needs a core of its own: PyTorch's second thread would take it, and frames drop
             torch.set_num_threads(1)
         live = source.video is None or source.realtime
         rows = video_rows(opened, fps, source.video is not None and source.realtime,
                           model_complexity if model_complexity is not None else cfg.extract.model_complexity,
                           stats, stop, live=live)
     streaming = StreamingRecognizer(predictor, fps=fps, hop_s=hop_s, clock=stats.clock)
-    view = LiveView(Path(model).name, where, predictor.task == "gloss")
+    view = LiveView(Path(model).name, where, predictor)
     summary = LiveSummary()
     log = None if jsonl is None else jsonl.open("w", encoding="utf-8")
     started, cpu = time.perf_counter(), time.process_time()

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from rich.table import Table
 
 PANELS = (
     ("loss", ("train_loss", "dev_loss", "train_ctc", "train_ce")),
@@ -85,3 +86,18 @@ def plot_comparison(runs: dict[str, str | Path], out: str | Path, key: str = "de
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return Path(out)
+
+
+def percent(value: float | None) -> str:
+    """``12.3%``, or ``-`` where there is nothing to measure (no clip accepted)."""
+    return "-" if value is None else f"{value:.1%}"
+
+
+def decoding_table(rows: list[dict], title: str) -> Table:
+    """Rows of :func:`~signlab.inference.recognizer.compare_decoders`."""
+    table = Table(title=title)
+    for col in ("decoder", "WER %", "sub / del / ins", "decode s"):
+        table.add_column(col, justify="left" if col == "decoder" else "right")
+    for r in rows:
+        table.add_row(r["decoder"], f"{r['wer']:.2f}", f"{r['sub']} / {r['del']} / {r['ins']}", f"{r['decode_seconds']:.2f}")
+    return table

@@ -6,9 +6,9 @@ artefact and prints). Why matplotlib SVG rather than Vega-Lite or Plotly: signla
 its curves with matplotlib, an SVG is a few tens of kB with text kept as text, and a page with no
 JavaScript library inlined stays small and cannot break when a CDN or a browser changes.
 
-Each run gets the sections its task has (gloss: curves, decoder search, errors by signer, length
-and gloss, worst clips; sentence: retrieval and translation metrics, the calibration curve,
-near-duplicate confusions), read from the files the run wrote. A piece that is missing (a run
+Each run gets the sections its task gives (``Task.report_sections``; gloss: curves, decoder
+search, errors by signer, length and gloss, worst clips; sentence: retrieval and translation
+metrics, the calibration curve, near-duplicate confusions), read from the files the run wrote. A piece that is missing (a run
 still training, an older version's folder, a truncated ``metrics.jsonl``, an empty split) is said
 in the page, and the rest still renders. Every string from the data is escaped.
 """
@@ -30,12 +30,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from signlab.atomic import write_text  # noqa: E402
 from signlab.config import task_of  # noqa: E402
 from signlab.errors import SignlabError  # noqa: E402
-from signlab.report import PANELS, SENTENCE_PANELS  # noqa: E402
+from signlab.tasks import TASKS, get_task  # noqa: E402
 
 plt.rcParams["svg.fonttype"] = "none"  # text stays text: small files, searchable, copyable
 WORST = 8  # clips shown in full
@@ -56,6 +57,7 @@ class Run:
     excluded: list[dict[str, str]] = field(default_factory=list)
     vocabulary: int | None = None
     missing: list[str] = field(default_factory=list)
+    kind: str = "run"  # a training run folder; "evaluation": `evaluate --output` results; "live": `live --jsonl` events
 
 
 def read_run(path: Path) -> Run:
@@ -103,6 +105,63 @@ def read_run(path: Path) -> Run:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return run
+
+
+def read_evaluation(path: Path) -> Run:
+    """``signlab evaluate --output FILE.json`` as a run of its own: its results (and the per-clip
+    answers written beside it) shown with its task's sections, without training curves."""
+    run = Run(path, path.name, kind="evaluation")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        run.missing.append(f"{path.name} could not be read ({type(exc).__name__}): an evaluation's --output file?")
+        return run
+    if not isinstance(results, dict) or "task" not in results:
+        run.missing.append(f"{path.name} does not say its task: written by `signlab evaluate --output` of an older version?")
+        return run
+    run.task, run.metrics = str(results["task"]), {"test": results}
+    run.name = f"{path.name}: {results.get('bundle', '?')} on {results.get('split', '?')}"
+    for name in (path.stem + ".hyp.jsonl", path.stem + ".predictions.jsonl"):
+        rows = _jsonl(path.with_name(name))
+        if rows:
+            run.hypotheses["test"] = rows
+    return run
+
+
+def read_live(path: Path) -> Run:
+    """``signlab live --jsonl FILE`` as a run of its own: its events, for :func:`live_section`."""
+    run = Run(path, path.name, kind="live")
+    run.hypotheses["events"] = [e for e in _jsonl(path) if isinstance(e, dict) and "type" in e]
+    if not run.hypotheses["events"]:
+        run.missing.append(f"{path.name} holds no live events (signlab live --jsonl writes one a line)")
+    return run
+
+
+def live_section(run: Run) -> str:
+    """A live session: events, the latency of partial and final ones, and the finals as they came."""
+    events = run.hypotheses.get("events") or []
+    if not events:
+        return ""
+    by_type = defaultdict(list)
+    for e in events:
+        by_type[e["type"]].append(float(e.get("latency_ms") or 0))
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for kind, values in sorted(by_type.items()):
+        ax.hist(values, bins=30, alpha=0.6, label=f"{kind} ({len(values)})")
+    ax.set_xlabel("latency after the last frame it covers (ms)")
+    ax.set_ylabel("events")
+    ax.legend()
+    rows = [[k, len(v), float(np.median(v)), float(np.percentile(v, 95)), max(v)] for k, v in sorted(by_type.items())]
+    finals = [[f"{e.get('start')}-{e.get('end')} s", " ".join(e.get("glosses") or []) or _answer_text(e.get("answer"))]
+              for e in events if e["type"] == "final"]
+    return (table(["events", "count", "median ms", "p95 ms", "max ms"], rows) + svg(fig)
+            + table(["span", "final answer"], finals[:200]))
+
+
+def _answer_text(answer: Any) -> str:
+    if not isinstance(answer, dict):
+        return ""
+    return str(answer.get("text") or answer.get("sign") or answer.get("translation") or "")
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -450,21 +509,24 @@ def render(runs: Sequence[Run], clips: dict[str, dict[str, str]] | None = None, 
             rows.append([r.name, r.task, dev.get("wer"), test.get("wer"), test.get("decoding"), m.get("best_epoch"),
                          m.get("epochs"), m.get("train_time_s")])
         parts.append(table(["run", "task", "dev WER %", "test WER %", "decoding", "best epoch", "epochs", "train s"], rows, 2))
-        for task in ("gloss", "sentence"):
-            same = [r for r in runs if r.task == task and r.epochs]
-            if len(same) > 1:
-                parts.append(curves(same, PANELS if task == "gloss" else SENTENCE_PANELS))
+        for name in dict.fromkeys(r.task for r in runs):
+            same = [r for r in runs if r.task == name and r.epochs]
+            if len(same) > 1 and name in TASKS:
+                parts.append(curves(same, get_task(name).panels))
     for r in runs:
         parts.append(f'<h2 dir="auto">{esc(r.name)} <small>({esc(r.task)}, {esc(r.path)})</small></h2>')
         for problem in r.missing:
             parts.append(note(problem))
-        if r.epochs:
-            parts.append("<h3>Training curves</h3>" + curves([r], PANELS if r.task == "gloss" else SENTENCE_PANELS))
-        sections = gloss_sections(r, (clips or {}).get(str(r.path))) if r.task == "gloss" else \
-            sentence_sections(r) if r.task == "sentence" else []
-        for heading, body in sections:
+        if r.kind == "live":
+            parts.append("<h3>Live session</h3>" + live_section(r))
+            continue
+        task = get_task(r.task) if r.task in TASKS else None
+        if r.epochs and task is not None:
+            parts.append("<h3>Training curves</h3>" + curves([r], task.panels))
+        for heading, body in task.report_sections(r, (clips or {}).get(str(r.path))) if task else []:
             parts.append(f"<h3>{esc(heading)}</h3>{body}")
-        parts.append("<h3>Data</h3>" + data_section(r))
+        if r.kind == "run":
+            parts.append("<h3>Data</h3>" + data_section(r))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -489,8 +551,9 @@ def data_section(r: Run) -> str:
 
 def write_report(runs: Sequence[str | Path], out: str | Path, manifest: str | Path | None = None,
                  title: str | None = None) -> Path:
-    """Read each run folder and write the page; returns its path."""
-    read = [read_run(Path(r)) for r in runs]
+    """Read each run folder, evaluation (``evaluate --output`` JSON) and live session (``live
+    --jsonl``) and write the page; returns its path."""
+    read = [read_run(p) if p.is_dir() else read_live(p) if p.suffix == ".jsonl" else read_evaluation(p) for p in map(Path, runs)]
     clips = None
     if manifest is not None:
         from signlab.data.manifest import read_manifests
@@ -500,13 +563,7 @@ def write_report(runs: Sequence[str | Path], out: str | Path, manifest: str | Pa
             for rows in r.hypotheses.values():
                 for x in rows:
                     x.setdefault("signer", signers.get(str(x.get("id"))))
-        clips = {}
-        for r in read:
-            if r.task != "gloss" or not (r.path / "model.safetensors").is_file():
-                continue
-            rows = r.hypotheses.get("test") or r.hypotheses.get("dev") or []
-            worst = [str(x.get("id")) for x in sorted(rows, key=lambda x: -float(x.get("wer") or 0))[:WORST]]
-            clips[str(r.path)] = clip_figures(r, Path(manifest), worst)
+        clips = {str(r.path): get_task(r.task).report_clips(r, Path(manifest)) for r in read if r.task in TASKS}
     page = render(read, clips, title or "signlab report: " + ", ".join(r.name for r in read))
     out = Path(out)
     write_text(out, re.sub(r"\n\s*\n", "\n", page))

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Union
 
 import numpy as np
 from fastapi import FastAPI, Path as PathParam, Request
@@ -41,7 +41,7 @@ from prometheus_client import (
 
 from signlab.data.features import FeatureError
 from signlab.errors import SignlabError
-from signlab.inference.predictor import Predictor
+from signlab.inference.predictor import Answer, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -69,57 +69,9 @@ class ErrorBody(BaseModel):
     models: list[str] | None = Field(None, description="404: the models served")
 
 
-class Segment(BaseModel):
-    gloss: str
-    start_frame: int
-    end_frame: int
-
-
-class GlossAnswer(BaseModel):
-    """A gloss model's answer: the glosses signed, and where the CTC head placed each."""
-
-    model: str
-    task: Literal["gloss"]
-    frames: int
-    glosses: list[str]
-    text: str
-    decoding: str
-    ctc_segments: list[Segment]
-
-
-class CandidateAnswer(BaseModel):
-    rank: int
-    clip_id: str
-    sentence: str
-    text: str
-    similarity: float
-    cosine: float
-    dtw_distance: float | None = None
-    gloss_fit: float | None = None
-
-
-class SentenceAnswer(BaseModel):
-    """A sentence model's answer: the phrase-book sentence accepted (or why none was), its
-    candidates, and the free translation."""
-
-    model: str
-    task: Literal["sentence"]
-    frames: int
-    accepted: bool
-    reason: str
-    sentence: str | None
-    text: str | None
-    confidence: float
-    motion: float
-    margin: float | None
-    prototype_similarity: float | None
-    candidates: list[CandidateAnswer]
-    translation: str | None
-
-
 class ModelInfo(BaseModel):
     name: str
-    task: Literal["gloss", "sentence"]
+    task: str = Field(description="the task the model does (gloss, sentence, isolated, ...): its answers' shape")
     feature_kind: str
     feature_dim: int
     vocabulary_size: int
@@ -158,10 +110,9 @@ class HTTPError(Exception):
 
 class MicroBatcher:
     """Gathers the prepared clips of concurrent requests to one model into batches: after the
-    first clip of a batch it waits at most ``max_wait_ms`` for more. (Waiting only while other
-    requests are being read and prepared spared a lone request the wait, 61 -> 52 ms, but cut the
-    throughput at 8 and 32 clients by 15% in one bench_serve.py run: clients send their next request
-    just after an answer.)"""
+    first clip of a batch it waits at most ``max_wait_ms`` for more, whether or not other requests
+    are on their way: clients send their next request just after an answer, so waiting only while
+    others are being read costs more throughput than it saves a lone request (README, design notes)."""
 
     def __init__(self, predictor: Predictor, limits: Limits, batch_sizes: Histogram):
         self.predictor, self.limits, self.batch_sizes = predictor, limits, batch_sizes
@@ -245,6 +196,8 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
         return JSONResponse({"ready": ready, "models": sorted(models)}, status_code=200 if ready else 503)
 
     auth_errors = (401,) if api_key is not None else ()
+    schemas = tuple(dict.fromkeys(type(p).answer_schema for p in models.values())) or (Answer,)
+    answers = Union[schemas]  # noqa: UP007 - built from the served models' tasks
 
     @app.get("/v1/models", response_model=ModelList, responses=_errors(*auth_errors))
     async def list_models(request: Request) -> dict[str, Any]:
@@ -252,8 +205,7 @@ def create_app(predictors: Sequence[Predictor], api_key: str | None = None, limi
         return {"models": [p.info() for p in models.values()]}
 
     @app.post("/v1/models/{name}:predict", response_class=JSONResponse, openapi_extra=PREDICT_BODY,
-              responses={200: {"model": GlossAnswer | SentenceAnswer, "description": "the model's answer; its task "
-                                                                                      "says which"},
+              responses={200: {"model": answers, "description": "the model's answer; its task says which"},
                          **_errors(*auth_errors, 404, 413, 415, 422, 500, 504)})
     async def predict(request: Request, name: str = PathParam(description="a served model's name",
                                                               json_schema_extra={"enum": sorted(models)})) -> JSONResponse:
@@ -418,7 +370,7 @@ SETTINGS_ENV = "SIGNLAB_SERVE_SETTINGS"  # how `signlab serve --workers N` tells
 def load_app(runs: Sequence[str | Path], device: str = "cpu", backend: str = "torch", api_key_file: str | None = None,
              limits: dict[str, Any] | None = None) -> FastAPI:
     """The app serving the bundles ``runs``: what ``signlab serve`` runs, in one process or in each worker."""
-    from signlab.inference.predictor import load_predictor
+    from signlab.tasks import load_predictor
 
     names = [Path(r).name for r in runs]
     if len(set(names)) < len(names):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -21,13 +21,18 @@ from signlab.inference.onnx import onnx_session
 from signlab.models.frontend import subsampled_lengths
 from signlab.models.sentence import SignTranslationModel
 
-Encoding = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+class Encoding(NamedTuple):
+    """An encoder's answer for a batch of (B, T, D) clips."""
+
+    embedding: np.ndarray  # (B, E)
+    projected: np.ndarray  # (B, T', P)
+    gloss_logits: np.ndarray | None  # (B, T', G + 1); None without a gloss head
+    context: np.ndarray | None  # (B, T', d_model), what the text decoder reads; None from an encoder.onnx exported before it had it
 
 
 class Encoder(Protocol):
     def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
-        """(B, T, D) float32 raw features, (B,) int64 lengths -> embeddings (B, E), projected frames
-        (B, T', P) and the gloss head's logits (B, T', G + 1), or None without one."""
+        """(B, T, D) float32 raw features, (B,) int64 lengths -> :class:`Encoding`."""
 
 
 class TorchEncoder:
@@ -38,7 +43,8 @@ class TorchEncoder:
     def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
         enc = self.model.encode(torch.from_numpy(features).to(self.device), torch.from_numpy(lengths).to(self.device))
         glosses = None if enc.gloss_logits is None else enc.gloss_logits.float().cpu().numpy()
-        return enc.embedding.float().cpu().numpy(), enc.projected.float().cpu().numpy(), glosses
+        return Encoding(enc.embedding.float().cpu().numpy(), enc.projected.float().cpu().numpy(), glosses,
+                        enc.context.float().cpu().numpy())
 
 
 class OnnxEncoder:
@@ -46,11 +52,12 @@ class OnnxEncoder:
 
     def __init__(self, path: str | Path):
         self.session = onnx_session(path)
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Encoding:
-        emb, proj, *glosses = self.session.run(None, {"features": features.astype(np.float32),
-                                                      "lengths": lengths.astype(np.int64)})
-        return emb, proj, glosses[0] if glosses else None
+        out = dict(zip(self.outputs, self.session.run(None, {"features": features.astype(np.float32),
+                                                             "lengths": lengths.astype(np.int64)})))
+        return Encoding(out["embedding"], out["projected"], out.get("gloss_logits"), out.get("context"))
 
 
 @dataclass
@@ -58,19 +65,23 @@ class EncodedClips:
     embeddings: np.ndarray  # (N, E)
     sequences: np.ndarray  # (N, dtw_frames, P) float16
     gloss_log_probs: list[np.ndarray] | None  # per clip, the gloss head's CTC log-probabilities (T', G + 1), if any
+    contexts: list[np.ndarray] | None = None  # per clip, the encoder's (T', d_model) frames, when asked for and given
 
 
 def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dtw_frames: int, subsampling: int = 1,
-                 batch_size: int = 32) -> EncodedClips:
+                 batch_size: int = 32, keep_context: bool = False) -> EncodedClips:
     """Embeddings, DTW sequences (each clip's projected frames resampled to ``dtw_frames`` and
-    scaled to unit length: a step of DTW then costs 0-2, whatever the model's scale) and, with a
-    gloss head, its CTC log-probabilities over each clip's frames."""
-    embs, seqs, glosses = [], [], []
+    scaled to unit length: a step of DTW then costs 0-2, whatever the model's scale), with a
+    gloss head its CTC log-probabilities over each clip's frames, and with ``keep_context`` the
+    encoder's frames for the text decoder (so a clip is encoded once for retrieval and translation)."""
+    embs, seqs, glosses, contexts = [], [], [], []
     for start in range(0, len(clips), batch_size):
         x, lengths = pad_clips(clips[start : start + batch_size], seq_len)
-        emb, proj, logits = encoder(x, lengths)
+        emb, proj, logits, context = encoder(x, lengths)
         embs.append(emb)
         valid_frames = subsampled_lengths(lengths, subsampling)
+        if keep_context and context is not None:
+            contexts += [context[i, :n] for i, n in enumerate(valid_frames.tolist())]
         if logits is not None:
             shifted = logits - logits.max(-1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
@@ -80,7 +91,8 @@ def encode_clips(encoder: Encoder, clips: Sequence[np.ndarray], seq_len: int, dt
             picked = pick_frames(valid, dtw_frames)
             picked = picked / np.linalg.norm(picked, axis=1, keepdims=True).clip(1e-8)
             seqs.append(picked.astype(np.float16))
-    return EncodedClips(np.concatenate(embs), np.stack(seqs), glosses if logits is not None else None)
+    return EncodedClips(np.concatenate(embs), np.stack(seqs), glosses if logits is not None else None,
+                        contexts if len(contexts) == len(clips) else None)
 
 
 @dataclass

@@ -72,10 +72,8 @@ def choose_operating_point(options: dict[float, tuple[dict[str, np.ndarray], dic
 
     Where both targets are met, weights are compared by the coverage at the target rejection plus
     the coverage at a stricter one, halfway to 1: at the target itself every weight's threshold
-    sits on the same few left-out clips. On the sentence demo, at a 90% target, that single point
-    chose no gloss evidence (dev coverage 0.963 vs 0.950) where a stretch of the curve chooses it
-    (0.738 vs 0.925 at 95% rejected), and the test signers' unknown sentences were refused 93% of
-    the time instead of 77%."""
+    sits on the same few left-out clips, so a single point cannot tell the weights apart where a
+    stretch of the curve can (README, design notes)."""
     best, error = None, None
     strict = (1 + target_rejection) / 2
     for weight, (known, unknown) in sorted(options.items()):

@@ -48,10 +48,9 @@ def gloss_fit(log_probs: np.ndarray, targets: Sequence[Sequence[int]]) -> np.nda
     log-probability per gloss under a clip's CTC log-probabilities ``log_probs`` (T, G + 1): 0 when
     the head is sure of exactly these glosses, :data:`GLOSS_FIT_FLOOR` at worst.
 
-    The CTC forward recursion over all targets at once, one vectorised step a frame, in NumPy (a
-    few candidates of a few glosses over at most ``seq_len`` frames): with torch doing the
-    log-softmax and the CTC, a query of the ONNX engine took 10.6 ms on a 100,000-clip bank, with
-    NumPy 8.2 ms (7.7 without a gloss head)."""
+    The CTC forward recursion over all targets at once, one vectorised step a frame, in NumPy: a
+    few candidates of a few glosses over at most ``seq_len`` frames are too small for torch's
+    per-call cost to pay (README, design notes)."""
     lengths = np.array([len(t) for t in targets])
     states = 2 * lengths.max() + 1
     ext = np.zeros((len(targets), states), np.int64)  # blank, g1, blank, g2, ..., blank (padded with blanks)
@@ -101,6 +100,10 @@ class Prediction:
 
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
 
+
+def no_signer() -> Prediction:
+    """The answer for a clip with nobody in it: refused before the model."""
+    return Prediction(False, "no_signer", None, None, 0.0, 0.0)
 
 def rank(bank: EmbeddingBank, cfg: EngineConfig, emb: np.ndarray, seq: np.ndarray, topk: int = 5,
          exclude: str | None = None, fit: Callable[[list[str]], np.ndarray] | None = None) -> list[Candidate]:

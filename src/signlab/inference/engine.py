@@ -42,7 +42,7 @@ from signlab.inference.bundle import (
     read_metrics,
     require_task,
 )
-from signlab.inference.decision import Candidate, Prediction
+from signlab.inference.decision import Candidate, Prediction, no_signer
 from signlab.kinds import config_kind
 from signlab.models.sentence import SignTranslationModel
 from signlab.vocab import Vocabulary
@@ -113,16 +113,18 @@ class InferenceEngine:
         seen) is rejected as ``no_signer``."""
         seen = [c for c in clips if c is not None]
         decided = iter(self.decide_encoded(seen, self.encode(seen), topk) if seen else [])
-        return [Prediction(False, "no_signer", None, None, 0.0, 0.0) if c is None else next(decided) for c in clips]
+        return [no_signer() if c is None else next(decided) for c in clips]
 
     def decide_encoded(self, clips: Sequence[np.ndarray], enc: EncodedClips, topk: int = 5, **decide: Any) -> list[Prediction]:
         """The decision on each of ``clips`` encoded as ``enc`` (``decide``: :meth:`decide`'s overrides)."""
         return [self.decide(self.rank(enc, i, topk, decide.get("exclude")), enc.embeddings[i],
                             pose.mean_motion(c, self.prep.is_pose), **decide) for i, c in enumerate(clips)]
 
-    def encode(self, clips: Sequence[np.ndarray]) -> EncodedClips:
-        """Embeddings, DTW sequences (resampled as the bank's were) and gloss log-probabilities of preprocessed clips."""
-        return encode_clips(self.encoder, clips, self.seq_len, self.bank.sequences.shape[1], self.subsampling)
+    def encode(self, clips: Sequence[np.ndarray], keep_context: bool = False) -> EncodedClips:
+        """Embeddings, DTW sequences (resampled as the bank's were), gloss log-probabilities and,
+        with ``keep_context``, the text decoder's input, of preprocessed clips."""
+        return encode_clips(self.encoder, clips, self.seq_len, self.bank.sequences.shape[1], self.subsampling,
+                            keep_context=keep_context)
 
     def score(self, clip: np.ndarray, topk: int = 5) -> tuple[list[Candidate], np.ndarray]:
         """Candidates of a preprocessed clip, best first, and its embedding."""

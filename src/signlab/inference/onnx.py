@@ -21,7 +21,7 @@ def onnx_session(path: str | Path):
     """An ONNX Runtime session on the CPU provider; a missing or unreadable file is a clear error.
 
     Its threads do not spin after a run: spinning threads take the cores from the PyTorch search
-    between decoder steps (4x slower decoding on 2 cores) and from the other requests of a service."""
+    between decoder steps and from the other requests of a service."""
     import onnxruntime as ort
 
     path = Path(path)

@@ -17,7 +17,8 @@ from signlab.data.features import scan_split
 from signlab.data.manifest import Sample
 from signlab.data.sentence import even_odd, has_text, sentence_key, variations
 from signlab.decoding.beam import beam_search
-from signlab.inference.bank import encode_clips
+from signlab.errors import SignlabError
+from signlab.inference.bank import EncodedClips, encode_clips
 from signlab.inference.decision import Prediction
 from signlab.inference.engine import InferenceEngine, SentenceBundle
 from signlab.metrics import alignment_metrics, bleu, retrieval_metrics, word_error_rate
@@ -25,15 +26,20 @@ from signlab.vocab import tokenize_words
 
 
 @torch.no_grad()
-def translate_clips(bundle: SentenceBundle, clips: Sequence[np.ndarray], batch_size: int = 32) -> list[str]:
-    """Text for each preprocessed clip: batched, cached beam search with the bundle's decoding options."""
+def translate_encoded(bundle: SentenceBundle, enc: EncodedClips, batch_size: int = 32) -> list[str]:
+    """Text for each clip of ``enc`` (encoded with ``keep_context``): batched, cached beam search
+    from the encoder's context with the bundle's decoding options."""
+    if enc.contexts is None:
+        raise SignlabError("this encoder.onnx gives no context for the text decoder: run `signlab export RUN` again")
     model, opts, out = bundle.model, bundle.config.decoding, []
     device = next(model.parameters()).device
-    for start in range(0, len(clips), batch_size):
-        x, lengths = pad_clips(clips[start : start + batch_size], bundle.config.data.seq_len)
-        enc = model.encode(torch.from_numpy(x).to(device), torch.from_numpy(lengths).to(device))
-        text_limit = torch.full_like(enc.lengths, opts.max_len)  # words are not tied to frames, unlike glosses
-        nbest = beam_search(model.decoder, enc.context, enc.padding_mask, text_limit, opts.beam_size, opts.max_len,
+    for start in range(0, len(enc.contexts), batch_size):
+        batch = enc.contexts[start : start + batch_size]
+        context, lengths = pad_clips(batch, max(len(c) for c in batch))
+        context, lengths = torch.from_numpy(context).to(device), torch.from_numpy(lengths).to(device)
+        padding_mask = torch.arange(context.shape[1], device=device)[None] >= lengths[:, None]
+        text_limit = torch.full_like(lengths, opts.max_len)  # words are not tied to frames, unlike glosses
+        nbest = beam_search(model.decoder, context, padding_mask, text_limit, opts.beam_size, opts.max_len,
                             opts.length_penalty, bonus=opts.length_bonus)
         out += [" ".join(bundle.vocab.decode(h[0].tokens)) if h else "" for h in nbest]
     return out
@@ -76,7 +82,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     phrase_book = set(engine.bank.sentences.tolist())
     known = np.array([t in phrase_book for t in truths])  # the others are sentences the engine must refuse
     keys = {k: i for i, k in enumerate(sorted(set(truths) | phrase_book))}
-    enc = engine.encode(clips)
+    enc = engine.encode(clips, keep_context=True)
     retrieval = retrieval_metrics(enc.embeddings[known], np.array([keys[t] for t in truths])[known], engine.bank.embeddings,
                                   np.array([keys[k] for k in engine.bank.sentences.tolist()])) if known.any() else {}
     halves = [even_odd(c) for c in clips]
@@ -85,7 +91,7 @@ def evaluate_sentence_samples(bundle: SentenceBundle, engine: InferenceEngine, s
     alignment = alignment_metrics(a, b)
     preds = engine.decide_encoded(clips, enc)
     decisions = decision_metrics(preds, truths, known)
-    hyps = translate_clips(bundle, clips)
+    hyps = translate_encoded(bundle, enc)
     refs = [normalised(s.text) for s in result.samples]
     accept_any = [any(normalised(v) == h for v in variations(s)) for s, h in zip(result.samples, hyps)]
     translation = {"wer": word_error_rate(refs, hyps).wer, "bleu": bleu(refs, hyps), "exact": float(np.mean(accept_any))}

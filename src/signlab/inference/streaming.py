@@ -16,8 +16,8 @@ kept, so memory is bounded by the window.
   the newest frame. When the segment ends, the whole segment is decoded once more and the rest of
   its glosses are final. A segment that outgrows the window is cut after its last final gloss,
   keeping ``context_s`` before the cut as left context, so no hop encodes more than the window.
-* **Sentence bundles**: each segment, when it ends, is one query to the engine: one final event
-  with its sentence and decision.
+* **Tasks without partial results** (sentence, isolated sign): each segment, when it ends, is one
+  query: one final event with the task's answer (a sentence and its decision; a sign).
 
 Times are stream seconds (frame index / fps); ``emitted_at`` comes from ``clock`` (default: the
 wall clock since the first row was pushed), so ``latency_ms`` is how long after the last frame
@@ -50,7 +50,7 @@ class LiveEvent:
     emitted_at: float
     latency_ms: float
     glosses: list[str] | None = None  # gloss bundles
-    sentence: dict[str, Any] | None = None  # sentence bundles: the engine's answer and the translation
+    answer: dict[str, Any] | None = None  # tasks without partial results (sentence, isolated sign): the segment's answer
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -95,7 +95,7 @@ class StreamingRecognizer:
                  context_s: float = 1.0, max_window_s: float | None = None,
                  clock: Callable[[], float] | None = None):
         self.predictor, self.fps = predictor, fps
-        self.dim, self.gloss = predictor.kind.dim, predictor.task == "gloss"
+        self.dim, self.gloss = predictor.kind.dim, predictor.partial_results
         frames = lambda s: max(1, round(s * fps))  # noqa: E731
         self.hop, self.pause, self.preroll, self.guard, self.context = (frames(s) for s in (hop_s, pause_s, preroll_s,
                                                                                               guard_s, context_s))
@@ -230,7 +230,7 @@ class StreamingRecognizer:
                 if rest:
                     events.append(self._event("final", 0, end, glosses=rest))
             else:
-                events.append(self._event("final", 0, end, sentence=answer))
+                events.append(self._event("final", 0, end, answer=answer))
         self._drop(self.n - self.preroll)
         self.active, self.still, self.previous, self.done = False, 0, None, []
         return events
@@ -243,7 +243,7 @@ class StreamingRecognizer:
         if answer is None or not self.gloss:
             cut, self.done = max(self.n - self.context, self.hop), []
             if not self.gloss and answer is not None:
-                events.append(self._event("final", 0, self.n, sentence=answer))
+                events.append(self._event("final", 0, self.n, answer=answer))
         else:
             glosses, start = answer["glosses"], self._fresh(answer["glosses"])
             settled = [s for s in answer["ctc_segments"] if s["end_frame"] < self.n - self.guard]

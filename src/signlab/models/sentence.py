@@ -95,8 +95,8 @@ class SignTranslationModel(nn.Module):
 
 
 class SentenceEncoderExport(nn.Module):
-    """What the engine needs from a clip, as one traceable module: embedding, projected frames and,
-    with a gloss head, its logits."""
+    """What the engine needs from a clip, as one traceable module: embedding, projected frames,
+    the context the text decoder reads and, with a gloss head, its logits."""
 
     def __init__(self, model: SignTranslationModel):
         super().__init__()
@@ -104,4 +104,4 @@ class SentenceEncoderExport(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
         enc = self.model.encode(features, lengths)
-        return (enc.embedding, enc.projected) + (() if enc.gloss_logits is None else (enc.gloss_logits,))
+        return (enc.embedding, enc.projected, enc.context) + (() if enc.gloss_logits is None else (enc.gloss_logits,))

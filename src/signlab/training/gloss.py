@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 from torchmetrics.text import WordErrorRate
@@ -29,8 +30,10 @@ from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
 from signlab.decoding.ctc import ctc_greedy_decode
+from signlab.atomic import write_json
 from signlab.errors import SignlabError
-from signlab.inference.bundle import Bundle, save_bundle
+from signlab.inference.bundle import Bundle, load_bundle, save_bundle
+from signlab.inference.predictor import Answer, Predictor
 from signlab.inference.recognizer import (
     Recognizer,
     choose_decoding,
@@ -350,7 +353,8 @@ def average_if_better(module: GlossRecognitionModule, top: TopCheckpoints, recog
 
 
 class GlossTask(Task):
-    name, monitor, mode, panels = "gloss", "dev_wer", "min", PANELS
+    name, schema, default_config = "gloss", Config, "hybrid"
+    monitor, mode, panels = "dev_wer", "min", PANELS
     module_class, datamodule_class = GlossRecognitionModule, GlossDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: Config, vocab: Vocabulary | None,
@@ -383,3 +387,93 @@ class GlossTask(Task):
         if test:
             metrics["test"] = evaluate_samples(recognizer, test, "test", output=out / "test_results.json")
         save_bundle(out, cfg, data.vocab, data.stats, module.model, metrics)
+
+    def load_predictor(self, run: Path, name: str, device: str = "cpu", backend: str = "torch") -> GlossPredictor:
+        return GlossPredictor(name, Recognizer.load(run, device, backend))
+
+    def evaluate(self, run: Path, samples: Sequence[Sample], split: str, output: Path | None = None,
+                 backend: str = "torch", decode: str | None = None, batch_size: int = 32,
+                 phoenix_cleanup: bool | None = None, **decoding: Any) -> dict[str, Any]:
+        """WER with the bundle's decoder (``decoding`` overrides it: ``beam_size``, ``ctc_weight``,
+        ...), or with ``decode="all"`` every decoder in one table, each clip encoded once."""
+        if decode == "all":
+            table = compare_decoders(Recognizer.load(run, backend=backend), samples, split, batch_size=batch_size)
+            if output is not None:
+                write_json(output, table)
+            return table
+        recognizer = Recognizer.load(run, backend=backend, method=decode, **decoding)
+        return evaluate_samples(recognizer, samples, split, output, batch_size, phoenix_cleanup)
+
+    def export(self, run: Path) -> tuple[list[Path], float]:
+        from signlab.export import export_gloss, verify_gloss
+
+        model = load_bundle(run).model
+        return export_gloss(model, run), verify_gloss(model, run)
+
+    def summary(self, r: dict[str, Any]) -> str:
+        return (f"WER {r['wer']:.2f}% (sub {r['sub']}, del {r['del']}, ins {r['ins']}, n {r['n']}), "
+                f"blank ratio {r['blank_ratio']:.3f}, decoding {r['decoding']}")
+
+    def report_sections(self, run: Any, clips: dict[str, str] | None) -> list[tuple[str, str]]:
+        from signlab.report_page import gloss_sections
+
+        return gloss_sections(run, clips)
+
+    def report_clips(self, run: Any, manifest: Path) -> dict[str, str] | None:
+        """The worst clips: reference and hypothesis aligned, the CTC strip, the cross-attention."""
+        from signlab.report_page import WORST, clip_figures
+
+        if not (run.path / "model.safetensors").is_file():
+            return None
+        rows = run.hypotheses.get("test") or run.hypotheses.get("dev") or []
+        worst = [str(x.get("id")) for x in sorted(rows, key=lambda x: -float(x.get("wer") or 0))[:WORST]]
+        return clip_figures(run, manifest, worst)
+
+    def show(self, results: dict[str, Any]) -> Any:
+        if "results" not in results:  # one decoder
+            return super().show(results)
+        from signlab.report import decoding_table
+
+        return decoding_table(results["results"], f"every decoding method on {results['split']} ({results['clips']} "
+                                                  f"clips, encoder {results['encode_seconds']:.2f} s)")
+
+
+class Segment(BaseModel):
+    gloss: str
+    start_frame: int
+    end_frame: int
+
+
+class GlossAnswer(Answer):
+    """A gloss model's answer: the glosses signed, and where the CTC head placed each."""
+
+    task: Literal["gloss"]
+    glosses: list[str]
+    text: str
+    decoding: str
+    ctc_segments: list[Segment]
+
+
+class GlossPredictor(Predictor):
+    """A gloss bundle's answers: glosses, their text, the decoder, and where CTC put each gloss."""
+
+    task, answer_schema, partial_results = "gloss", GlossAnswer, True
+
+    def __init__(self, name: str, recognizer: Recognizer):
+        b = recognizer.bundle
+        super().__init__(name, recognizer.prep, b.config, len(b.vocab), b.metrics)
+        self.recognizer = recognizer
+
+    @property
+    def max_frames(self) -> int:
+        return self.config.data.max_frames
+
+    def prepare(self, features: np.ndarray, where: str) -> np.ndarray:
+        return self.recognizer.prepare(features, where)
+
+    def predict(self, clips: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        out = []
+        for t in self.recognizer.transcribe_prepared(clips):
+            out.append({"glosses": t.glosses, "text": " ".join(t.glosses), "decoding": self.recognizer.decoding.method,
+                        "ctc_segments": [{"gloss": g, "start_frame": a, "end_frame": b} for g, a, b in t.ctc_segments]})
+        return out

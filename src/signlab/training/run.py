@@ -20,9 +20,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from signlab.config import (
-    Config,
     RootConfig,
-    SentenceConfig,
     TrainingConfig,
     builtin_config,
     load_config,
@@ -38,9 +36,7 @@ from signlab.training.callbacks import (
     TopCheckpoints,
     load_checkpoint,
 )
-from signlab.training.gloss import GlossTask
-from signlab.training.sentence import SentenceTask
-from signlab.training.task import Task
+from signlab.tasks import get_task
 from signlab.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -185,22 +181,18 @@ def fit(trainer: L.Trainer, best: ModelCheckpoint, module: L.LightningModule, da
             "parameters": sum(p.numel() for p in module.model.parameters())}
 
 
-TASKS: dict[type, Task] = {Config: GlossTask(), SentenceConfig: SentenceTask()}
-
-
 def train(
     manifests: Sequence[str | Path],
-    cfg: Config | SentenceConfig,
+    cfg: RootConfig,
     out: str | Path,
     *,
     resume: bool = False,
     features_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train the model ``cfg`` describes (a :class:`Config`: gloss recognition; a
-    :class:`SentenceConfig`: sentence retrieval and translation); returns the run folder, a
-    loadable bundle once done."""
-    task = TASKS[type(cfg)]
+    """Train the model ``cfg`` describes, for the task it names (``cfg.task``); returns the run
+    folder, a loadable bundle once done."""
+    task = get_task(cfg.task)
     out = Path(out)
     latest = check_run_dir(out, resume)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)

@@ -1,5 +1,6 @@
-"""Sentence retrieval and translation as a training task (``signlab sentence train``), and building
-(or re-indexing) its bundle: embedding bank, prototypes, calibrated thresholds.
+"""Sentence retrieval and translation as a task (``signlab train --task sentence``): training, and
+through :mod:`signlab.inference` its bundle (embedding bank, prototypes, calibrated thresholds),
+predictor, evaluation and export.
 
 Loss = ``lambda * SupCon(two views) + (1 - lambda) * text CE + mask_weight * masked-frame``
 (the SignTalk seed's weights by default). The best checkpoint is the one with the best
@@ -13,19 +14,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
 from signlab import pose
 from signlab.config import SentenceConfig
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
-from signlab.data.features import scan, scan_split
-from signlab.data.manifest import Sample, read_manifests
+from signlab.data.manifest import Sample
 from signlab.data.sentence import (
     ClassBalancedSampler,
     SentenceDataset,
@@ -39,14 +40,15 @@ from signlab.data.sentence import (
 from signlab.data.stats import FeatureStats
 from signlab.decoding.ctc import ctc_greedy_decode
 from signlab.errors import SignlabError
-from signlab.inference.bundle import save_bundle
-from signlab.inference.calibration import calibrated
+from signlab.inference.decision import no_signer
 from signlab.inference.engine import (
     InferenceEngine,
     SentenceBundle,
     load_sentence_bundle,
 )
-from signlab.inference.sentence_eval import evaluate_sentence_samples
+from signlab.inference.predictor import Answer, Predictor
+from signlab.inference.sentence_bundle import build_sentence_bundle
+from signlab.inference.sentence_eval import evaluate_sentence_samples, translate_encoded
 from signlab.kinds import config_kind
 from signlab.losses import SupConLoss, ctc_loss
 from signlab.metrics import alignment_metrics, retrieval_metrics, word_error_rate
@@ -64,8 +66,8 @@ from signlab.vocab import PAD, Vocabulary, tokenize_words
 log = logging.getLogger(__name__)
 
 # the epoch kept: dev retrieval MRR (finer-grained than top-1 on a few dev clips) or, with a gloss
-# head, the mean of it and the head's dev gloss accuracy (1 - greedy WER): on the sentence demo MRR
-# alone stops improving at epoch 22 of 60, and kept a head still at 0.7 nats a gloss (0.14 at the end)
+# head, the mean of it and the head's dev gloss accuracy (1 - greedy WER): MRR alone stops
+# improving long before the gloss head has learnt, and would keep a head that has not
 MONITOR = "val_score"
 
 
@@ -267,7 +269,8 @@ class SentenceModule(TaskModule):
 
 
 class SentenceTask(Task):
-    name, monitor, mode, panels = "sentence", MONITOR, "max", SENTENCE_PANELS
+    name, schema, default_config = "sentence", SentenceConfig, "sentence"
+    monitor, mode, panels = MONITOR, "max", SENTENCE_PANELS
     module_class, datamodule_class = SentenceModule, SentenceDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: SentenceConfig, vocab: Vocabulary | None,
@@ -276,47 +279,98 @@ class SentenceTask(Task):
 
     def finish(self, out: Path, data: SentenceData, module: SentenceModule, trainer: L.Trainer,
                samples: Sequence[Sample], metrics: dict[str, Any]) -> None:
-        build_sentence_bundle(out, data, module.model.eval(), samples, metrics)
+        build_sentence_bundle(out, data.config, data.vocab, data.stats, data.prep, data.splits, module.model.eval(),
+                              [s for s in samples if s.split == "test"], metrics)
+
+    def load_predictor(self, run: Path, name: str, device: str = "cpu", backend: str = "torch") -> SentencePredictor:
+        bundle = load_sentence_bundle(run, device)
+        return SentencePredictor(name, bundle, InferenceEngine.from_bundle(bundle, run, backend, device))
+
+    def evaluate(self, run: Path, samples: Sequence[Sample], split: str, output: Path | None = None,
+                 backend: str = "torch", **options: Any) -> dict[str, Any]:
+        """Retrieval, decisions, alignment and translation (:func:`evaluate_sentence_samples`)."""
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise SignlabError(f"a sentence model takes no {', '.join('--' + k.replace('_', '-') for k in given)}: "
+                               f"those options are for gloss models")
+        bundle = load_sentence_bundle(run)
+        return evaluate_sentence_samples(bundle, InferenceEngine.from_bundle(bundle, run, backend), samples, split, output)
+
+    def export(self, run: Path) -> tuple[list[Path], float]:
+        from signlab.export import export_onnx, onnx_runner, verify
+
+        model = load_sentence_bundle(run).model
+        path = export_onnx(model, run / "encoder.onnx")
+        return [path], verify(model, onnx_runner(path))
+
+    def summary(self, r: dict[str, Any]) -> str:
+        from signlab.report import percent
+
+        d, retrieval = r["decisions"], r["retrieval"]
+        unknown = f"; refuses {percent(d.get('unknown_rejected'))} of {d['unknown_clips']} unknown" if d.get("unknown_clips") else ""
+        found = f"retrieval top-1 {retrieval['top1']:.3f} (MRR {retrieval['mrr']:.3f}); " if retrieval else ""
+        return (f"{found}engine accepts {percent(d['accept_rate'])} of known, {percent(d['accepted_accuracy'])} of its "
+                f"answers right{unknown}; translation WER {r['translation']['wer']:.1f}%, BLEU {r['translation']['bleu']:.1f}")
 
 
-def build_sentence_bundle(out: Path, data: SentenceData, model: SignTranslationModel, samples: Sequence[Sample],
-                          metrics: dict[str, Any]) -> None:
-    """Bank and prototypes from the training clips, thresholds calibrated on dev (when asked),
-    dev and test evaluated, everything written to ``out``."""
-    cfg = data.config
-    engine = InferenceEngine.build(model, data.splits["train"], data.prep, cfg)
-    if cfg.engine.calibration == "dev":
-        engine_cfg, metrics["calibration"] = calibrated(engine, data.splits["dev"], data.prep)
-        cfg, engine = cfg.model_copy(update={"engine": engine_cfg}), engine.with_config(engine_cfg)
-    bank, protos = engine.bank, engine.protos
-    bundle = SentenceBundle(cfg, data.vocab, data.stats, model, bank, protos, metrics)
-    for split, rows in (("dev", data.splits["dev"].samples), ("test", [s for s in samples if s.split == "test"])):
-        if rows:
-            metrics[split] = evaluate_sentence_samples(bundle, engine, rows, split)
-    save_bundle(out, cfg, data.vocab, data.stats, model, metrics, {"bank.npz": bank, "prototypes.npz": protos})
+    def report_sections(self, run: Any, clips: dict[str, str] | None) -> list[tuple[str, str]]:
+        from signlab.report_page import sentence_sections
+
+        return sentence_sections(run)
 
 
-def reindex(run: str | Path, manifests: Sequence[str | Path], splits: Sequence[str], calibrate_on: str | None = None,
-            features_dir: str | Path | None = None) -> dict[str, Any]:
-    """Rebuild a bundle's bank and prototypes from the manifest rows of ``splits``; with
-    ``calibrate_on``, choose the thresholds on that split's clips (those not in the bank)."""
-    run = Path(run)
-    bundle = load_sentence_bundle(run)
-    samples = read_manifests(manifests, features_dir)
-    rows = [s for s in samples if s.split in splits]
-    if not rows:
-        raise SignlabError(f"the manifest has no rows in the splits {', '.join(splits)}")
-    prep, cfg = bundle.prep, bundle.config
+class CandidateAnswer(BaseModel):
+    rank: int
+    clip_id: str
+    sentence: str
+    text: str
+    similarity: float
+    cosine: float
+    dtw_distance: float | None = None
+    gloss_fit: float | None = None
 
-    engine = InferenceEngine.build(bundle.model, scan_split(rows, prep, "index", check=has_text), prep, cfg)
-    bank, protos = engine.bank, engine.protos
-    info: dict[str, Any] = {"clips": len(bank), "sentences": len(set(bank.sentences.tolist())), "prototypes": len(protos.keys)}
-    if calibrate_on:
-        in_bank = set(bank.clip_ids.tolist())
-        held = scan([s for s in samples if s.split == calibrate_on and s.id not in in_bank and s.text], prep,
-                    desc=f"calibrating on {calibrate_on}")
-        engine_cfg, info["calibration"] = calibrated(engine, held, prep)
-        cfg.model_copy(update={"engine": engine_cfg}).save(run / "config.yaml")
-    bank.save(run / "bank.npz")
-    protos.save(run / "prototypes.npz")
-    return info
+
+class SentenceAnswer(Answer):
+    """A sentence model's answer: the phrase-book sentence accepted (or why none was), its
+    candidates, and the free translation."""
+
+    task: Literal["sentence"]
+    accepted: bool
+    reason: str
+    sentence: str | None
+    text: str | None
+    confidence: float
+    motion: float
+    margin: float | None
+    prototype_similarity: float | None
+    candidates: list[CandidateAnswer]
+    translation: str | None
+
+
+class SentencePredictor(Predictor):
+    """A sentence bundle's answers: the retrieved sentence with its decision, and the generated text."""
+
+    task, answer_schema = "sentence", SentenceAnswer
+
+    def __init__(self, name: str, bundle: SentenceBundle, engine: InferenceEngine, topk: int = 5):
+        super().__init__(name, bundle.prep, bundle.config, len(bundle.vocab), bundle.metrics)
+        self.bundle, self.engine, self.topk = bundle, engine, topk
+
+    def prepare(self, features: np.ndarray, where: str) -> np.ndarray | None:
+        return self.engine.prepare(features, where)  # None: no signer in the clip
+
+    def predict(self, clips: Sequence[np.ndarray | None]) -> list[dict[str, Any]]:
+        """Retrieval, decision and translation, from one encoding of each clip."""
+        seen = [c for c in clips if c is not None]
+        answers = []
+        if seen:
+            enc = self.engine.encode(seen, keep_context=True)
+            answers = [{**p.as_dict(), "translation": t}
+                       for p, t in zip(self.engine.decide_encoded(seen, enc, self.topk), translate_encoded(self.bundle, enc))]
+        found = iter(answers)
+        return [{**no_signer().as_dict(), "translation": None} if c is None else next(found) for c in clips]
+
+    def describe(self, answer: dict[str, Any]) -> str:
+        verdict = "accepted" if answer.get("accepted") else f"rejected ({answer.get('reason')})"
+        return (f"{answer.get('text') or answer.get('translation') or '?'}  [{verdict}, confidence "
+                f"{answer.get('confidence', 0):.2f}]")

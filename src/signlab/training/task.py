@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import lightning as L
 import torch
@@ -42,6 +42,9 @@ from signlab.data.stats import FeatureStats, RunningStats
 from signlab.errors import SignlabError
 from signlab.models import auto_subsampling
 from signlab.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from signlab.inference.predictor import Predictor
 
 C = TypeVar("C", Config, SentenceConfig)
 
@@ -86,7 +89,12 @@ class TaskModule(L.LightningModule):
 
 
 class Task(ABC):
+    """One task's whole life: its config, data, model and training here; its bundle, predictor,
+    evaluation and export through the methods below. Registered by name in :mod:`signlab.tasks`."""
+
     name: ClassVar[str]
+    schema: ClassVar[type[RootConfig]]  # the task's config
+    default_config: ClassVar[str]  # the built-in config a run starts from (``signlab train --task NAME``)
     monitor: ClassVar[str]  # the validation metric that picks the best epoch
     mode: ClassVar[str]  # "min" or "max"
     panels: ClassVar[tuple]  # training curves to plot (:func:`signlab.report.plot_training_curves`)
@@ -113,6 +121,44 @@ class Task(ABC):
                samples: Sequence[Sample], metrics: dict[str, Any]) -> None:
         """Turn the trained ``module`` (best epoch loaded) into the bundle in ``out``: evaluate
         dev and test, and write every bundle file with ``metrics``."""
+
+    @abstractmethod
+    def load_predictor(self, run: Path, name: str, device: str = "cpu", backend: str = "torch") -> Predictor:
+        """The bundle in ``run`` as a :class:`~signlab.inference.predictor.Predictor` (``backend``
+        ``onnx``: its exported graphs on ONNX Runtime)."""
+
+    @abstractmethod
+    def evaluate(self, run: Path, samples: Sequence[Sample], split: str, output: Path | None = None,
+                 backend: str = "torch", **options: Any) -> dict[str, Any]:
+        """The bundle's metrics on ``samples`` (one split); ``output``: results JSON, with the
+        per-clip answers beside it. ``options``: the task's evaluation options (a one-line error
+        names any it does not take)."""
+
+    @abstractmethod
+    def export(self, run: Path) -> tuple[list[Path], float]:
+        """The bundle's ONNX files, written into it, and their largest difference from PyTorch
+        on ONNX Runtime."""
+
+    @abstractmethod
+    def summary(self, results: dict[str, Any]) -> str:
+        """One line of a split's evaluation results, for the terminal."""
+
+    def report_sections(self, run: Any, clips: dict[str, str] | None) -> list[tuple[str, str]]:
+        """The report's sections (heading, HTML) of one of this task's runs
+        (a :class:`signlab.report_page.Run`); ``clips``: from :meth:`report_clips`."""
+        return []
+
+    def report_clips(self, run: Any, manifest: Path) -> dict[str, str] | None:
+        """Figures of a few clips of ``manifest`` through the run's model, for its report (None: none)."""
+        return None
+
+    def show(self, results: dict[str, Any]) -> Any:
+        """What ``signlab evaluate`` prints: the results as JSON, unless the task has a table."""
+        import json
+
+        from rich.json import JSON
+
+        return JSON(json.dumps(results))
 
 
 def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
@@ -162,7 +208,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool = True):
 
 def configure_optimizers(module: L.LightningModule, t: TrainingConfig) -> dict[str, Any]:
     """AdamW (PyTorch's fused kernel where it has one: one call per step instead of a dozen small
-    ops per parameter tensor, 9% of a demo training step on CPU) and a per-step schedule: linear
+    ops per parameter tensor) and a per-step schedule: linear
     warm-up over ``warmup_epochs`` then cosine (or flat), or cosine warm restarts every
     ``scheduler_t0`` epochs (``scheduler: warm_restarts``)."""
     opt = torch.optim.AdamW(module.parameters(), lr=t.lr, weight_decay=t.weight_decay,
