@@ -29,7 +29,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from signlab.atomic import save_npy, write_text
-from signlab.data.features import mask_path
 from signlab.errors import SignlabError
 
 log = logging.getLogger(__name__)
@@ -138,10 +137,9 @@ class PrepareOptions:
 
 
 def _convert(args: tuple[Clip, Path]) -> tuple[str, str, str]:
-    """Worker: one clip's converter run, its features (and part mask, for pose) written whole."""
+    """Worker: one clip's converter run, its features written whole."""
     clip, out = args
     from signlab.data.features import FeatureError, check_features
-    from signlab.kinds import HOLISTIC
 
     try:
         features = check_features(clip.load(clip.item), f"{clip.source} ({clip.id})")
@@ -149,12 +147,8 @@ def _convert(args: tuple[Clip, Path]) -> tuple[str, str, str]:
         return clip.id, getattr(exc, "kind", "corrupt"), str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the corpus; the reason is reported
         return clip.id, "corrupt", f"{clip.source} ({clip.id}): {type(exc).__name__}: {exc}"
-    target = out / clip.output
-    if features.shape[1] == HOLISTIC.dim:
-        from signlab.pose import part_mask
-
-        save_npy(mask_path(target), part_mask(features))
-    save_npy(target, features)  # last: its presence means the clip is complete
+    # no part mask beside it: a converter marks a missing part by zeros, which is all a mask would say
+    save_npy(out / clip.output, features)
     return clip.id, "", ""
 
 

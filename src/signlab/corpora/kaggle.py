@@ -38,29 +38,48 @@ def _parquet():
 def holistic_features(parts: dict[str, np.ndarray], where: str) -> np.ndarray:
     """(T, 540) features from per-part (T, points, 3) coordinates with NaN where not found."""
     from signlab.extract.holistic import HolisticLandmarks
+    from signlab.pose import FACE_INDICES
 
     missing = [p for p in PARTS if p not in parts]
     if missing:
         raise FeatureError("missing_landmarks", f"{where} has no {', '.join(missing)} landmarks (a corpus file cut "
                                                 "short or converted without them)")
+    parts = {**parts, "face": parts["face"][:, FACE_INDICES]}  # only the points the layout keeps are worth the work
     found = {p: ~np.isnan(a).any(-1) for p, a in parts.items()}
     filled = {p: np.where(found[p][..., None], a, 0.0).astype(np.float32) for p, a in parts.items()}
+    face = np.zeros((len(filled["face"]), PARTS["face"], 3), np.float32)
+    face[:, FACE_INDICES] = filled["face"]
     body = np.concatenate([filled["pose"], found["pose"][..., None].astype(np.float32)], -1)
-    return HolisticLandmarks(body, filled["face"], filled["left_hand"], filled["right_hand"], np.zeros_like(body)).features()
+    return HolisticLandmarks(body, face, filled["left_hand"], filled["right_hand"], np.zeros_like(body)).features()
+
+
+# Every Isolated Signs file lists each frame's 543 landmarks in this order; a file that does is
+# read by reshaping, any other (reordered, a part missing, frames with gaps) by placing each row
+KAGGLE_ORDER = (("face", 468), ("left_hand", 21), ("pose", 33), ("right_hand", 21))
+_KAGGLE_INDEX = np.concatenate([np.arange(n) for _, n in KAGGLE_ORDER])
 
 
 def read_long_parquet(path: Path) -> np.ndarray:
     """One Isolated Signs clip (``frame, row_id, type, landmark_index, x, y, z``) as (T, 540)."""
-    pq, pc = _parquet()
+    pq, _ = _parquet()
     try:
-        table = pq.read_table(path, columns=["frame", "type", "landmark_index", "x", "y", "z"])
+        table = pq.ParquetFile(path, read_dictionary=["type"]).read(
+            columns=["frame", "type", "landmark_index", "x", "y", "z"])
     except (OSError, KeyError, ValueError) as exc:
         raise SignlabError(f"{path} is not a readable landmark parquet ({exc})") from None
-    frames, row = np.unique(table["frame"].to_numpy(), return_inverse=True)
-    kinds = pc.dictionary_encode(table["type"]).combine_chunks()
+    kinds = table["type"].unify_dictionaries().combine_chunks()
     names = kinds.dictionary.to_pylist()
     codes, index = kinds.indices.to_numpy(), table["landmark_index"].to_numpy().astype(np.int64)
+    frame = table["frame"].to_numpy()
     xyz = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("x", "y", "z")], -1)
+    per_frame = sum(n for _, n in KAGGLE_ORDER)
+    if (len(frame) % per_frame == 0 and all(name in names for name, _ in KAGGLE_ORDER)
+            and _kaggle_layout(codes, index, frame, [names.index(name) for name, _ in KAGGLE_ORDER])):
+        xyz = xyz.reshape(-1, per_frame, 3)
+        bounds = np.cumsum([0, *(n for _, n in KAGGLE_ORDER)])
+        return holistic_features({name: xyz[:, a:b] for (name, _), a, b in zip(KAGGLE_ORDER, bounds, bounds[1:])},
+                                 str(path))
+    frames, row = np.unique(frame, return_inverse=True)
     parts = {}
     for code, name in enumerate(names):
         if name not in PARTS:
@@ -72,6 +91,15 @@ def read_long_parquet(path: Path) -> np.ndarray:
         part[row[sel], index[sel]] = xyz[sel]
         parts[name] = part
     return holistic_features(parts, str(path))
+
+
+def _kaggle_layout(codes: np.ndarray, index: np.ndarray, frame: np.ndarray, order: list[int]) -> bool:
+    """Whether the rows are whole frames in increasing order, each in :data:`KAGGLE_ORDER`."""
+    per_frame = len(_KAGGLE_INDEX)
+    expected = np.repeat(order, [n for _, n in KAGGLE_ORDER])
+    frame = frame.reshape(-1, per_frame)
+    return bool((codes.reshape(-1, per_frame) == expected).all() and (index.reshape(-1, per_frame) == _KAGGLE_INDEX).all()
+                and (frame == frame[:, :1]).all() and (np.diff(frame[:, 0]) > 0).all())
 
 
 @functools.lru_cache(maxsize=1)
