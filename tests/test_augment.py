@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -189,8 +191,16 @@ def test_video_augmentation_keeps_dtype_range_and_frame_size_and_never_flips():
         VideoAugmentation("extreme")
 
 
-def test_video_noise_is_gaussian_with_the_recipes_spread():
-    from signlab.data.augment.video import normal_table
+def test_video_noise_is_gaussian_with_the_recipes_spread_and_new_in_every_frame():
+    from signlab.data.augment.video import RECIPES, VideoAugmentation, noise_bank
 
-    table = normal_table()
-    assert abs(table.mean()) < 1e-6 and abs(table.std() - 1) < 1e-3 and table.min() < -4 and table.max() > 4
+    add, subtract = noise_bank(0.03 * 255)
+    levels = add.astype(np.float64) - subtract
+    assert abs(levels.mean()) < 0.01 and abs(levels.std() - 0.03 * 255) < 0.05 and levels.min() < -25 and levels.max() > 25
+    noise_only = VideoAugmentation("medium")
+    noise_only.r = dataclasses.replace(RECIPES["medium"], rotation_p=0, scale_p=0, color_p=0, noise_p=1, speed_p=0, crop_p=0,
+                                       jitter_p=0)
+    grey = np.full((6, 32, 32, 3), 128, np.uint8)
+    noise = noise_only(grey, np.random.default_rng(0)).astype(np.float64) - 128
+    assert abs(noise.std() - 0.03 * 255) < 0.3 and abs(noise.mean()) < 0.2
+    assert all(not np.array_equal(noise[i], noise[i + 1]) for i in range(5))  # each frame reads its own window
