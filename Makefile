@@ -20,7 +20,8 @@ sentence-demo: $(STAMP)
 	$(BIN)/signlab sentence demo --out runs/sentence_demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	# a worker a core (at most 4), each file on one worker so its trained fixtures are made once
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 runs/demo/hybrid/model.safetensors: $(STAMP)  # bench_serve.py serves the demo's bundle
 	$(BIN)/signlab demo --out runs/demo

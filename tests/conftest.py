@@ -25,6 +25,16 @@ TINY_MODEL = [
 ]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs a worker a core), each worker and every command it
+    starts uses one thread: two torch processes with a thread per core each run several times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """Manifest of a small synthetic corpus: 3 train signers, 1 dev, 1 test."""
