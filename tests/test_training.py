@@ -195,8 +195,12 @@ def test_run_killed_mid_epoch_resumes_from_latest(tiny_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes(tiny_corpus, tmp_path):
+    """From a packed store: each process reads the shards itself (the sentence task's DDP test reads a manifest)."""
+    from signlab.data.store import pack
+
+    packed = pack([tiny_corpus], tmp_path / "store", shard_gb=0.001)
     sets = [a for o in TINY_MODEL for a in ("--set", o)]
-    r = run_cli("train", "-m", str(tiny_corpus), "--out", str(tmp_path / "ddp"), *sets, "--set", "training.devices=2",
+    r = run_cli("train", "-m", str(packed), "--out", str(tmp_path / "ddp"), *sets, "--set", "training.devices=2",
                 "--set", "training.strategy=ddp", "--set", "training.max_steps=2", "--set", "training.epochs=1",
                 "--set", "training.log_every_n_steps=1")
     assert r.returncode == 0, r.stderr[-3000:]

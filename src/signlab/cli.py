@@ -274,6 +274,23 @@ def corpus_prepare(
 
 
 @app.command()
+def pack(
+    manifests: Annotated[list[Path], typer.Argument(help="manifests (or stores) whose rows go into the store")],
+    out: Annotated[Path, typer.Option(help="the store's folder")],
+    dtype: Annotated[str, typer.Option(help="float32, or float16 for half the disk and reads")] = "float32",
+    feature_kind: Annotated[str, typer.Option(help="the features' kind, when the manifests do not declare it")] = "auto",
+    shard_gb: Annotated[float, typer.Option(help="start a new shard file past this size", min=0.001)] = 1.0,
+    features_dir: Annotated[Path | None, typer.Option(help="feature folder for PHOENIX corpus files")] = None,
+) -> None:
+    """Pack the clips of manifests into a few shard files with one index (a store): every command
+    that takes a manifest takes the store, and a run on it neither opens a file a clip nor reads
+    every clip before its first step. Packing again goes on where a stopped packing ended."""
+    from signlab.data.store import pack as pack_store
+
+    _console().print(f"written: {pack_store(manifests, out, feature_kind=feature_kind, dtype=dtype, shard_gb=shard_gb, features_dir=features_dir, console=_console(stderr=True))}")
+
+
+@app.command()
 def report(
     runs: Annotated[list[Path], typer.Argument(help="run folders, `evaluate --output` JSON files, `live --jsonl` "
                                                     "files; several: side by side")],

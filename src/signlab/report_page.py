@@ -401,7 +401,7 @@ def clip_figures(run: Run, manifest: Path, ids: Sequence[str]) -> dict[str, str]
         if s is None:
             continue
         try:
-            features = recognizer.prepare(recognizer.prep.read(s.features), s.where)
+            features = recognizer.prepare(recognizer.prep.read(s.features, s.span), s.where)
         except SignlabError as exc:  # one unreadable clip must not stop the page
             out[clip_id] = note(str(exc))
             continue

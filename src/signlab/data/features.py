@@ -6,6 +6,8 @@ excluded and counted, never replaced by a dummy sample.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import pickle
 import zipfile
@@ -18,6 +20,8 @@ import numpy as np
 from rich.progress import track
 
 from signlab import pose
+from signlab.atomic import write_text
+from signlab.data import shards
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 from signlab.errors import SignlabError
@@ -59,10 +63,17 @@ def view_path(features: Path, view: int) -> Path:
     return features.with_name(f"{features.stem}.view{view}.npy")
 
 
-def load_features(path: str | Path, expected_dim: int | None = None) -> np.ndarray:
-    """Read a feature file as float32 (T, D), validating it: ``.npy``, or a MediaPipe Holistic
-    ``.pose`` file (read into the 540-dim pose layout)."""
+def load_features(path: str | Path, expected_dim: int | None = None, span: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a feature file as float32 (T, D), validating it: ``.npy``, a MediaPipe Holistic
+    ``.pose`` file (read into the 540-dim pose layout), or with ``span`` a clip of a packed
+    store's shard (:mod:`signlab.data.store`)."""
     path = Path(path)
+    if span is not None:
+        try:
+            arr = shards.read_clip(path, span)
+        except SignlabError as exc:
+            raise FeatureError("corrupt", str(exc)) from exc
+        return check_features(arr, f"{path} rows {span[0]}-{span[0] + span[1]}", expected_dim)
     if not path.is_file():
         raise FeatureError("missing", f"{path} not found")
     try:
@@ -125,13 +136,13 @@ class Preprocessor:
     def is_pose(self) -> bool:
         return self.kind.pose
 
-    def read(self, path: str | Path) -> np.ndarray:
-        """A feature file, checked; for pose, with the part mask the extractor wrote beside it
-        (``<clip>.mask.npy``, (T, 4): pose, hands, face) applied, so a part it marks as missing
-        is missing whatever the file holds."""
-        raw = load_features(path, self.dim)
+    def read(self, path: str | Path, span: tuple[int, int] | None = None) -> np.ndarray:
+        """A feature file (``span``: a packed clip), checked; for pose, with the part mask the
+        extractor wrote beside it (``<clip>.mask.npy``, (T, 4): pose, hands, face) applied, so a
+        part it marks as missing is missing whatever the file holds (packing applied it already)."""
+        raw = load_features(path, self.dim, span)
         mask = mask_path(Path(path))
-        if not (self.is_pose and mask.is_file()):
+        if not (self.is_pose and span is None and mask.is_file()):
             return raw
         try:
             parts = np.load(mask, allow_pickle=False)
@@ -141,6 +152,15 @@ class Preprocessor:
             raise FeatureError("corrupt", f"{mask} should be a ({len(raw)}, {len(pose.PARTS)}) bool array for its "
                                           f"{len(raw)} frames, got {parts.shape} {parts.dtype}: extract the clip again")
         return pose.apply_part_mask(raw, parts)
+
+    @property
+    def key(self) -> str:
+        """What decides the preprocessed values: the kind, and body normalisation for pose."""
+        return f"{self.kind.name} normalized" if self.is_pose and self.pose_normalize else self.kind.name
+
+    def sample(self, s: Sample) -> np.ndarray:
+        """Row ``s``'s features, read, checked and preprocessed."""
+        return self(self.read(s.features, s.span), s.where)
 
     def __call__(self, raw: np.ndarray, where: str = "") -> np.ndarray:
         if not (self.is_pose and self.pose_normalize):
@@ -180,8 +200,7 @@ class ScanResult:
         """Preprocessed features of sample ``index``: from memory, or read again."""
         if self.arrays is not None:
             return self.arrays[index]
-        s = self.samples[index]
-        return prep(prep.read(s.features), s.where)
+        return prep.sample(self.samples[index])
 
     def all_features(self, prep: Preprocessor) -> list[np.ndarray]:
         return self.arrays if self.arrays is not None else [self.features(i, prep) for i in range(len(self.samples))]
@@ -196,7 +215,7 @@ class ScanResult:
 
 
 
-Check = Callable[[Sample, np.ndarray], "tuple[str, str] | None"]  # a reason to leave a readable row out
+Check = Callable[[Sample, int], "tuple[str, str] | None"]  # (row, frames): a reason to leave a readable row out
 
 
 def scan(
@@ -204,6 +223,7 @@ def scan(
     prep: Preprocessor,
     *,
     check: Check | None = None,
+    motion_floor: float = 0.0,
     stats: RunningStats | None = None,
     cache_bytes: int = 2 << 30,
     desc: str = "scanning features",
@@ -211,18 +231,23 @@ def scan(
     """Load and validate every file once, feeding ``stats`` (train split) on the way, and
     keep the preprocessed arrays in memory if they fit in ``cache_bytes``.
 
-    ``check(sample, features)`` may exclude a readable row (no glosses, too short for CTC, not
-    moving...) by returning ``(kind, message)``; it sees the preprocessed features.
+    ``check(sample, frames)`` may exclude a readable row (no glosses, too short for CTC...) by
+    returning ``(kind, message)``; ``motion_floor`` excludes clips that move less (``low_motion``).
+    The rows of a packed store, packed with this preprocessing, are not read for any of this: their
+    lengths, motion and train statistics are in its index (:func:`scan_packed`).
     """
+    packed = scan_packed(samples, prep, check, motion_floor, stats, cache_bytes, desc)
+    if packed is not None:
+        return packed
     kept, lengths, arrays, excluded = [], [], [], []
     total = 0
     for s in track(samples, description=desc, transient=True):
         try:
-            arr = prep(prep.read(s.features), s.where)
+            arr = prep.sample(s)
         except FeatureError as exc:
             excluded.append(Exclusion(s, exc.kind, str(exc)))
             continue
-        problem = check(s, arr) if check else None
+        problem = (check(s, len(arr)) if check else None) or low_motion(s, arr, prep, motion_floor)
         if problem:
             excluded.append(Exclusion(s, *problem))
             continue
@@ -235,6 +260,43 @@ def scan(
             arrays.append(arr)
             if total > cache_bytes:
                 arrays = None  # too big to hold: the dataset reads files on demand
+    return ScanResult(kept, lengths, arrays, excluded)
+
+
+def low_motion(s: Sample, features: np.ndarray | float, prep: Preprocessor, floor: float) -> tuple[str, str] | None:
+    """The ``low_motion`` exclusion of row ``s`` when its clip (``features``, or its mean motion
+    already measured) moves less than ``floor`` on average."""
+    if not floor:
+        return None
+    motion = features if isinstance(features, float) else pose.mean_motion(features, prep.is_pose)
+    return ("low_motion", f"{s.where}: mean motion {motion:.2e} < {floor:.2e}") if motion < floor else None
+
+
+def scan_packed(samples: Sequence[Sample], prep: Preprocessor, check: Check | None, motion_floor: float,
+                stats: RunningStats | None, cache_bytes: int, desc: str) -> ScanResult | None:
+    """:func:`scan` of rows that all come from one store packed with ``prep``'s
+    preprocessing, from its index alone: lengths and motion as packed, and the train statistics
+    when the rows are exactly the store's train split (None: the rows must be read)."""
+    if not samples or any(s.span is None for s in samples) or len({s.features.parent for s in samples}) > 1:
+        return None
+    info = shards.open_store(samples[0].features.parent)
+    if info.prep_key != prep.key:
+        return None
+    kept, excluded = [], []
+    for s in samples:
+        problem = (check(s, s.span[1]) if check else None) or low_motion(s, float(s.extra["motion"]), prep, motion_floor)
+        if problem:
+            excluded.append(Exclusion(s, *problem))
+        else:
+            kept.append(s)
+    if stats is not None:
+        if not (len(kept) == info.splits.get("train") and all(s.split == "train" for s in kept)):
+            return None  # another set of rows than the one the statistics describe
+        stats.merge(*info.train_stats())
+    lengths = [s.span[1] for s in kept]
+    arrays = None
+    if sum(lengths) * prep.dim * 4 <= cache_bytes:  # small enough to hold, as a scan of files would
+        arrays = [prep.sample(s) for s in track(kept, description=desc, transient=True)]
     return ScanResult(kept, lengths, arrays, excluded)
 
 
@@ -274,13 +336,23 @@ def infer_dim(samples: Sequence[Sample]) -> int:
     """The feature dimension of the first readable file (others are checked against it)."""
     for s in samples:
         try:
-            return load_features(s.features).shape[1]
+            return load_features(s.features, span=s.span).shape[1]
         except FeatureError:
             continue
     raise SignlabError(
         f"none of the {len(samples)} feature files could be read; first: {samples[0].where} -> "
         f"{samples[0].features}" if samples else "the manifest has no rows"
     )
+
+
+def write_exclusions(path: Path, excluded: Sequence[Exclusion]) -> None:
+    """``excluded.csv``: every row left out, and why."""
+    buffer = io.StringIO()
+    w = csv.writer(buffer)
+    w.writerow(["source", "row", "id", "split", "reason", "message"])
+    for e in excluded:
+        w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.reason])
+    write_text(path, buffer.getvalue())
 
 
 def report_exclusions(excluded: Sequence[Exclusion], split: str, total: int) -> None:

@@ -9,6 +9,9 @@ Two formats are read as they are:
 * the PHOENIX-2014-T corpus files (``name|video|start|end|speaker|orth|translation``), whose
   split comes from the file name (``...train.corpus.csv``) and whose features are looked up as
   ``FEATURES_DIR/<name>.npy`` (FEATURES_DIR defaults to the corpus file's folder).
+
+A packed store (:mod:`signlab.data.store`: a folder with ``index.json``) is read wherever a
+manifest is: its rows point into its shards (:attr:`Sample.span`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from signlab.atomic import read_text_file
+from signlab.data import shards
 from signlab.errors import SignlabError
 
 SPLITS = ("train", "dev", "test")
 PHOENIX_HEADER = ["name", "video", "start", "end", "speaker", "orth", "translation"]
+PACKED_COLUMNS = ("first", "frames", "motion")  # a store's clips.csv: where each clip is in its shard
 _CORE_COLUMNS = {"id", "split", "features", "feature_path", "feature_kind", "glosses", "text", "signer"}
 
 
@@ -41,6 +46,7 @@ class Sample:
     kind: str = ""  # the feature kind the row declares (signlab.kinds), "" when it does not
     source: str = ""  # manifest file name
     row: int = 0  # line number in that file (the header is line 1)
+    span: tuple[int, int] | None = None  # packed clips: (first row, frames) in the shard ``features`` names
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -62,7 +68,11 @@ def read_manifests(paths: Iterable[str | Path], features_dir: str | Path | None 
 
 
 def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> list[Sample]:
+    """One manifest's rows: signlab's CSV, a PHOENIX corpus file, or a packed store (its folder or
+    its ``index.json``)."""
     path = Path(path)
+    if shards.is_store(path):
+        return _read_store(path)
     text = read_text_file(path, "manifest")
     first = text.partition("\n")[0].strip()
     if first.split("|") == PHOENIX_HEADER:
@@ -70,21 +80,31 @@ def read_manifest(path: str | Path, features_dir: str | Path | None = None) -> l
     return _read_csv(path, text, Path(features_dir) if features_dir else path.parent)
 
 
-def _read_csv(path: Path, text: str, base: Path) -> list[Sample]:
+def _read_store(path: Path) -> list[Sample]:
+    """The rows of the store at ``path`` (its folder or its ``index.json``), each with its span,
+    checked against the shards."""
+    root = path if path.is_dir() else path.parent
+    info = shards.open_store(root)
+    samples = _read_csv(root / shards.CLIPS, read_text_file(root / shards.CLIPS, "store clip list"), root, packed=True)
+    shards.check_spans(root, info, samples)
+    return samples
+
+
+def _read_csv(path: Path, text: str, base: Path, packed: bool = False) -> list[Sample]:
     try:
-        return _parse_csv(path, text, base)
+        return _parse_csv(path, text, base, packed)
     except csv.Error as exc:
         raise SignlabError(f"manifest {path} is not valid CSV ({exc}): check its quoting") from None
 
 
-def _parse_csv(path: Path, text: str, base: Path) -> list[Sample]:
+def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
     with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
             raise SignlabError(f"manifest {path} is empty: it needs a header row with id,split,features,...")
         columns = set(reader.fieldnames)
         feature_column = "feature_path" if "feature_path" in columns and "features" not in columns else "features"
-        missing = {"id", "split", feature_column} - columns
+        missing = {"id", "split", feature_column, *(PACKED_COLUMNS if packed else ())} - columns
         if missing:
             raise SignlabError(
                 f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
@@ -98,6 +118,13 @@ def _parse_csv(path: Path, text: str, base: Path) -> list[Sample]:
                 continue
             text = row.get("text") or row.get("sentence") or ""
             extra = {k: v for k, v in row.items() if k not in _CORE_COLUMNS and k is not None}
+            span = None
+            if packed:
+                try:
+                    span = int(extra.pop("first")), int(extra.pop("frames"))
+                except ValueError:
+                    raise SignlabError(f"{path}, line {line}: first and frames must be whole numbers; the store's "
+                                       "index is damaged: pack it again") from None
             samples.append(
                 Sample(
                     id=(row["id"] or "").strip() or f"line{line}",
@@ -109,6 +136,7 @@ def _parse_csv(path: Path, text: str, base: Path) -> list[Sample]:
                     kind=(row.get("feature_kind") or "").strip(),
                     source=path.name,
                     row=line,
+                    span=span,
                     extra=extra,
                 )
             )

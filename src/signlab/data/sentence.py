@@ -31,7 +31,7 @@ def sentence_key(sample: Sample) -> str:
     return sid if sid else sample.text.strip().lower()
 
 
-def has_text(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+def has_text(sample: Sample, frames: int) -> tuple[str, str] | None:
     """A scan check (:data:`~signlab.data.features.Check`): a sentence row needs its text."""
     return None if sample.text else ("no_text", f"{sample.where}: the text / sentence column is empty")
 

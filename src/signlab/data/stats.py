@@ -57,9 +57,11 @@ class RunningStats:
         x = x.astype(np.float64, copy=False)
         w = np.ones_like(x) if valid is None else valid.astype(np.float64)
         n_b = w.sum(axis=0)
-        seen = n_b > 0
-        mean_b = np.divide((x * w).sum(axis=0), n_b, out=np.zeros_like(n_b), where=seen)
-        m2_b = (((x - mean_b) ** 2) * w).sum(axis=0)
+        mean_b = np.divide((x * w).sum(axis=0), n_b, out=np.zeros_like(n_b), where=n_b > 0)
+        self.merge(n_b, mean_b, (((x - mean_b) ** 2) * w).sum(axis=0))
+
+    def merge(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Add the statistics of another part of the data (its counts, means and squared deviations)."""
         n = self.n + n_b
         delta = mean_b - self.mean
         frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)

@@ -244,7 +244,7 @@ def scan_for_wer(recognizer: Recognizer, samples: Sequence[Sample], split: str, 
     memory up to ``data.cache_gb`` so decoding does not read them again. ``report=False`` counts
     excluded rows without warning again (training already did)."""
 
-    def check(sample, features):
+    def check(sample, frames):
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
     return scan_split(samples, recognizer.prep, split, report=report, check=check,

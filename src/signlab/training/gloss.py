@@ -123,7 +123,7 @@ def prepare_gloss_data(
     cfg = resolve_for_data(cfg, by_split["train"])
     max_frames = cfg.data.max_frames
 
-    def has_glosses(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+    def has_glosses(sample: Sample, frames: int) -> tuple[str, str] | None:
         return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
 
     prep, splits, stats = scan_train_dev(by_split, cfg, has_glosses, stats, report=False)

@@ -165,7 +165,7 @@ def prepare_isolated_data(samples: Sequence[Sample], cfg: IsolatedConfig, vocab:
     return PreparedData(cfg, prep, stats, vocab, splits)
 
 
-def one_sign(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
+def one_sign(sample: Sample, frames: int) -> tuple[str, str] | None:
     if len(sample.glosses) == 1:
         return None
     return "not_one_sign", f"{sample.where}: an isolated-sign clip has one gloss, this row has {len(sample.glosses)}"

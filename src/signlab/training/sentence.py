@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
-from signlab import pose
 from signlab.config import SentenceConfig
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
 from signlab.data.manifest import Sample
@@ -98,17 +97,8 @@ def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, voc
     if not train_rows:
         raise SignlabError("no training rows")
     cfg = resolve_for_data(cfg, train_rows)
-    pose_layout = config_kind(cfg).pose
-
-    def check(sample: Sample, features: np.ndarray) -> tuple[str, str] | None:
-        if problem := has_text(sample, features):
-            return problem
-        motion = pose.mean_motion(features, pose_layout) if cfg.data.motion_floor else None
-        if motion is not None and motion < cfg.data.motion_floor:
-            return "low_motion", f"{sample.where}: mean motion {motion:.2e} < {cfg.data.motion_floor:.2e}"
-        return None
-
-    prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, check, stats)
+    prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, has_text, stats,
+                                         motion_floor=cfg.data.motion_floor)
     resolve_glosses(cfg, splits["train"].samples)
     if vocab is None:
         vocab = Vocabulary.build(tokenize_words(t) for s in splits["train"].samples for t in variations(s))

@@ -9,8 +9,6 @@ a bundle. A third task is one more subclass, in one module.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import lightning as L
 import torch
 
-from signlab.atomic import write_text
 from signlab.config import (
     Config,
     RootConfig,
@@ -36,6 +33,7 @@ from signlab.data.features import (
     ScanResult,
     resolve_kind,
     scan_split,
+    write_exclusions,
 )
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats, RunningStats
@@ -64,13 +62,7 @@ class PreparedData:
         return [e for r in self.splits.values() for e in r.excluded]
 
     def write_exclusions(self, path: Path) -> None:
-        """``excluded.csv``: every row left out, and why."""
-        buffer = io.StringIO()
-        w = csv.writer(buffer)
-        w.writerow(["source", "row", "id", "split", "reason", "message"])
-        for e in self.excluded:
-            w.writerow([e.sample.source, e.sample.row, e.sample.id, e.sample.split, e.kind, e.reason])
-        write_text(path, buffer.getvalue())
+        write_exclusions(path, self.excluded)
 
 
 class TaskModule(L.LightningModule):
@@ -180,14 +172,15 @@ def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
 
 
 def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Check,
-                   stats: FeatureStats | None, report: bool = True) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
-    """The train and dev rows of a resolved config scanned once with ``check`` (exclusions reported
-    unless ``report`` is False, an empty split an error): the kind's preprocessor, the splits, and
-    the feature statistics (from train, unless given)."""
+                   stats: FeatureStats | None, report: bool = True,
+                   motion_floor: float = 0.0) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
+    """The train and dev rows of a resolved config scanned once with ``check`` and ``motion_floor``
+    (exclusions reported unless ``report`` is False, an empty split an error): the kind's
+    preprocessor, the splits, and the feature statistics (from train, unless given)."""
     prep = Preprocessor.for_config(cfg)
     running = RunningStats(prep.dim) if stats is None else None
     cache = int(cfg.data.cache_gb * 2**30)
-    splits = {name: scan_split(r, prep, name, check=check, stats=running if name == "train" else None, cache_bytes=cache,
+    splits = {name: scan_split(r, prep, name, check=check, motion_floor=motion_floor, stats=running if name == "train" else None, cache_bytes=cache,
                                report=report) for name, r in rows.items()}
     return prep, splits, stats or running.finalize()
 
