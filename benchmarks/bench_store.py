@@ -85,12 +85,11 @@ def one_epoch(source: str, cold: bool, cache_gb: float) -> dict:
     cfg = load_config(REPO / "configs" / "hybrid.yaml", [f"model.input_dim={DIM}", f"data.feature_kind=custom-{DIM}",
                                                          "data.augmentation=false", "training.batch_size=32",
                                                          f"data.cache_gb={cache_gb}"])
-    samples = read_manifests([source])
-    files = sorted({s.features for s in samples})
+    files = sorted({s.features for s in read_manifests([source])})
     if cold:
-        evict(files)
+        evict([*files, Path(source)])
     start = time.perf_counter()
-    data = prepare_gloss_data(samples, cfg)
+    data = prepare_gloss_data(read_manifests([source]), cfg)
     loader = GlossDataModule(data).train_dataloader()
     batches = iter(loader)
     next(batches)

@@ -280,3 +280,31 @@ def test_a_logger_that_is_not_installed_is_a_clear_error(tmp_path):
     with pytest.raises(SignlabError, match="mlflow is not installed: pip install mlflow, or drop it from training.loggers"):
         make_loggers(["csv", "mlflow"], tmp_path)
     assert make_loggers([], tmp_path) == []
+
+
+@pytest.mark.slow
+def test_two_slurm_tasks_train_as_two_nodes(tiny_corpus, tmp_path):
+    """What ``srun --nodes 2 --ntasks-per-node 1 signlab train ... --set training.num_nodes=2`` starts:
+    two processes with SLURM's variables, here on one machine; Lightning's SLURM environment makes them
+    ranks 0 and 1, and only the first writes the run's files."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sets = [a for o in [*TINY_MODEL, "training.num_nodes=2", "training.devices=1", "training.strategy=ddp",
+                        "training.epochs=1", "training.log_every_n_steps=1"] for a in ("--set", o)]
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "signlab-train", "SLURM_NTASKS": "2", "SLURM_NNODES": "2",
+             "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "127.0.0.1", "SLURM_LOCALID": "0", "MASTER_PORT": str(port)}
+    tasks = [subprocess.Popen([sys.executable, "-m", "signlab.cli", "train", "-m", str(tiny_corpus), "--out",
+                               str(tmp_path / "run"), *sets], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **slurm, "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank)})
+             for rank in (0, 1)]
+    results = [t.communicate(timeout=600) for t in tasks]
+    for t, (_, err) in zip(tasks, results):
+        assert t.returncode == 0, err[-3000:]
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert max(s["step"] for s in steps) == 3  # 36 clips in batches of 8: 5 batches, 3 for each of 2 ranks (1 alone: 5)
+    assert (tmp_path / "run" / "model.safetensors").is_file()

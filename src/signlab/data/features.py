@@ -69,11 +69,13 @@ def load_features(path: str | Path, expected_dim: int | None = None, span: tuple
     store's shard (:mod:`signlab.data.store`)."""
     path = Path(path)
     if span is not None:
-        try:
+        try:  # checked when it was packed: only its width can be wrong for this reader
             arr = shards.read_clip(path, span)
         except SignlabError as exc:
             raise FeatureError("corrupt", str(exc)) from exc
-        return check_features(arr, f"{path} rows {span[0]}-{span[0] + span[1]}", expected_dim)
+        if expected_dim is not None and arr.shape[1] != expected_dim:
+            raise FeatureError("dim", f"{path} has {arr.shape[1]} dims per frame, expected {expected_dim}")
+        return arr
     if not path.is_file():
         raise FeatureError("missing", f"{path} not found")
     try:
@@ -236,7 +238,7 @@ def scan(
     The rows of a packed store, packed with this preprocessing, are not read for any of this: their
     lengths, motion and train statistics are in its index (:func:`scan_packed`).
     """
-    packed = scan_packed(samples, prep, check, motion_floor, stats, cache_bytes, desc)
+    packed = scan_packed(samples, prep, check, motion_floor, stats)
     if packed is not None:
         return packed
     kept, lengths, arrays, excluded = [], [], [], []
@@ -273,11 +275,13 @@ def low_motion(s: Sample, features: np.ndarray | float, prep: Preprocessor, floo
 
 
 def scan_packed(samples: Sequence[Sample], prep: Preprocessor, check: Check | None, motion_floor: float,
-                stats: RunningStats | None, cache_bytes: int, desc: str) -> ScanResult | None:
-    """:func:`scan` of rows that all come from one store packed with ``prep``'s
-    preprocessing, from its index alone: lengths and motion as packed, and the train statistics
-    when the rows are exactly the store's train split (None: the rows must be read)."""
-    if not samples or any(s.span is None for s in samples) or len({s.features.parent for s in samples}) > 1:
+                stats: RunningStats | None) -> ScanResult | None:
+    """:func:`scan` of rows that all come from one store packed with ``prep``'s preprocessing, from
+    its index alone: lengths and motion as packed, and the train statistics when the rows are exactly
+    the store's train split (None: the rows must be read). Nothing is held in memory: a packed clip
+    is one read from a shard whenever it is needed."""
+    if not samples or any(s.span is None for s in samples) or len({s.features.parent for s in {
+            s.features: s for s in samples}.values()}) > 1:
         return None
     info = shards.open_store(samples[0].features.parent)
     if info.prep_key != prep.key:
@@ -293,11 +297,7 @@ def scan_packed(samples: Sequence[Sample], prep: Preprocessor, check: Check | No
         if not (len(kept) == info.splits.get("train") and all(s.split == "train" for s in kept)):
             return None  # another set of rows than the one the statistics describe
         stats.merge(*info.train_stats())
-    lengths = [s.span[1] for s in kept]
-    arrays = None
-    if sum(lengths) * prep.dim * 4 <= cache_bytes:  # small enough to hold, as a scan of files would
-        arrays = [prep.sample(s) for s in track(kept, description=desc, transient=True)]
-    return ScanResult(kept, lengths, arrays, excluded)
+    return ScanResult(kept, [s.span[1] for s in kept], None, excluded)
 
 
 def scan_split(samples: Sequence[Sample], prep: Preprocessor, split: str, *, report: bool = True,

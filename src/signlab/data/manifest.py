@@ -33,7 +33,7 @@ PACKED_COLUMNS = ("first", "frames", "motion")  # a store's clips.csv: where eac
 _CORE_COLUMNS = {"id", "split", "features", "feature_path", "feature_kind", "glosses", "text", "signer"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One manifest row."""
 
@@ -110,7 +110,7 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
                 f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
                 f"{reader.fieldnames}. See README 'Data formats'."
             )
-        samples, bad_split = [], []
+        samples, bad_split, shard_paths = [], [], {}  # a store's rows share a few shard paths
         for line, row in enumerate(reader, start=2):
             split = (row["split"] or "").strip().lower()
             if split not in SPLITS:
@@ -129,7 +129,8 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
                 Sample(
                     id=(row["id"] or "").strip() or f"line{line}",
                     split=split,
-                    features=base / (row[feature_column] or "").strip(),
+                    features=shard_paths.setdefault(row[feature_column], base / row[feature_column]) if packed
+                    else base / (row[feature_column] or "").strip(),
                     glosses=tuple((row.get("glosses") or "").split()),
                     text=text.strip(),
                     signer=(row.get("signer") or "").strip(),

@@ -144,7 +144,7 @@ def read_clip(shard: Path, span: tuple[int, int]) -> np.ndarray:
     first, frames = span
     if first < 0 or frames <= 0 or first + frames > info.shards[shard.name]:
         raise SignlabError(f"{shard}: rows {first}-{first + frames} are not in the store's index: pack it again")
-    data = os.pread(fd, frames * info.row_bytes, first * info.row_bytes)
-    if len(data) != frames * info.row_bytes:
+    clip = np.empty((frames, info.dim), info.dtype)
+    if os.preadv(fd, [clip], first * info.row_bytes) != clip.nbytes:
         raise SignlabError(f"{shard} ends before row {first + frames}: it was cut short: pack the store again")
-    return np.frombuffer(data, info.dtype).reshape(frames, info.dim).astype(np.float32)
+    return clip.astype(np.float32, copy=False)

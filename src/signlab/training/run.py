@@ -47,8 +47,10 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 
 def is_launcher_process() -> bool:
-    """False in the extra processes a DDP launcher starts (they must not touch shared files)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """False in a DDP run's other processes, which must not touch shared files: those Lightning's
+    launcher starts (``LOCAL_RANK`` / ``NODE_RANK``), and every task but the first that ``srun``
+    starts on a SLURM cluster (``SLURM_PROCID``)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def check_run_dir(out: Path, resume: bool) -> Path:
