@@ -66,7 +66,7 @@ def view_path(features: Path, view: int) -> Path:
 def load_features(path: str | Path, expected_dim: int | None = None, span: tuple[int, int] | None = None) -> np.ndarray:
     """Read a feature file as float32 (T, D), validating it: ``.npy``, a MediaPipe Holistic
     ``.pose`` file (read into the 540-dim pose layout), or with ``span`` a clip of a packed
-    store's shard (:mod:`signlab.data.store`)."""
+    store's shard (:mod:`signlab.data.shards`)."""
     path = Path(path)
     if span is not None:
         try:  # checked when it was packed: only its width can be wrong for this reader
@@ -280,8 +280,7 @@ def scan_packed(samples: Sequence[Sample], prep: Preprocessor, check: Check | No
     its index alone: lengths and motion as packed, and the train statistics when the rows are exactly
     the store's train split (None: the rows must be read). Nothing is held in memory: a packed clip
     is one read from a shard whenever it is needed."""
-    if not samples or any(s.span is None for s in samples) or len({s.features.parent for s in {
-            s.features: s for s in samples}.values()}) > 1:
+    if not samples or any(s.span is None for s in samples) or len({f.parent for f in {s.features for s in samples}}) > 1:
         return None
     info = shards.open_store(samples[0].features.parent)
     if info.prep_key != prep.key:

@@ -10,7 +10,7 @@ Two formats are read as they are:
   split comes from the file name (``...train.corpus.csv``) and whose features are looked up as
   ``FEATURES_DIR/<name>.npy`` (FEATURES_DIR defaults to the corpus file's folder).
 
-A packed store (:mod:`signlab.data.store`: a folder with ``index.json``) is read wherever a
+A packed store (:mod:`signlab.data.shards`: a folder with ``index.json``) is read wherever a
 manifest is: its rows point into its shards (:attr:`Sample.span`).
 """
 
