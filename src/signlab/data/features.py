@@ -67,7 +67,6 @@ def load_features(path: str | Path, expected_dim: int | None = None, span: tuple
     """Read a feature file as float32 (T, D), validating it: ``.npy``, a MediaPipe Holistic
     ``.pose`` file (read into the 540-dim pose layout), or with ``span`` a clip of a packed
     store's shard (:mod:`signlab.data.shards`)."""
-    path = Path(path)
     if span is not None:
         try:  # checked when it was packed: only its width can be wrong for this reader
             arr = shards.read_clip(path, span)
@@ -76,6 +75,7 @@ def load_features(path: str | Path, expected_dim: int | None = None, span: tuple
         if expected_dim is not None and arr.shape[1] != expected_dim:
             raise FeatureError("dim", f"{path} has {arr.shape[1]} dims per frame, expected {expected_dim}")
         return arr
+    path = Path(path)
     if not path.is_file():
         raise FeatureError("missing", f"{path} not found")
     try:
@@ -143,8 +143,10 @@ class Preprocessor:
         extractor wrote beside it (``<clip>.mask.npy``, (T, 4): pose, hands, face) applied, so a
         part it marks as missing is missing whatever the file holds (packing applied it already)."""
         raw = load_features(path, self.dim, span)
+        if not self.is_pose or span is not None:
+            return raw
         mask = mask_path(Path(path))
-        if not (self.is_pose and span is None and mask.is_file()):
+        if not mask.is_file():
             return raw
         try:
             parts = np.load(mask, allow_pickle=False)
