@@ -1,10 +1,16 @@
+import dataclasses
 import logging
 
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
+from signlab.config import load_config
+from signlab.data import features
 from signlab.data.features import (
+    SCAN_CHUNK,
     FeatureError,
+    has_glosses,
     Preprocessor,
     load_features,
     report_exclusions,
@@ -15,6 +21,7 @@ from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
 from signlab.errors import SignlabError
 from signlab.kinds import HOLISTIC, plain
+from signlab.tasks import get_task
 
 
 @pytest.fixture
@@ -112,3 +119,68 @@ def test_the_extractor_s_part_mask_travels_with_pose_features(tmp_path):
     np.save(tmp_path / "clip.mask.npy", np.ones((4, 4), bool))  # from another extraction
     result = scan([Sample(id="c", split="train", features=tmp_path / "clip.npy")], prep)
     assert not result.samples and result.excluded[0].kind == "corrupt" and "clip.mask.npy" in result.excluded[0].message
+
+
+@pytest.fixture
+def many_clips(tmp_path, rng):
+    """Over two scan chunks of tiny clips: a NaN one every 97 rows, a still one every 131, no glosses every 89."""
+    samples = []
+    for i in range(2 * SCAN_CHUNK + 37):
+        x = rng.normal(size=(int(rng.integers(3, 12)), 8)).astype(np.float32)
+        if i % 97 == 5:
+            x[1, 1] = np.nan
+        if i % 131 == 7:
+            x = np.ones((6, 8), np.float32)
+        np.save(tmp_path / f"{i}.npy", x)
+        samples.append(Sample(id=str(i), split="train", features=tmp_path / f"{i}.npy", glosses=("A",) if i % 89 else (),
+                              source="m.csv", row=i + 2))
+    return samples + [Sample(id="gone", split="train", features=tmp_path / "gone.npy", glosses=("A",), source="m.csv", row=9999)]
+
+
+def scanned(result):
+    return [s.id for s in result.samples], result.lengths, [(e.sample.id, e.kind, e.message) for e in result.excluded]
+
+
+def test_a_big_split_is_scanned_by_processes_as_by_one_and_the_scan_is_cached(many_clips, tmp_path, monkeypatch, caplog):
+    """Two worker processes give the same rows, lengths, exclusions (reasons and all) and statistics
+    as one process; the result is cached, read back without scanning, and made again when a file
+    changes or the cache is damaged."""
+    prep, options = Preprocessor(plain(8)), {"check": has_glosses, "motion_floor": 1e-3}
+    one, two = RunningStats(8), RunningStats(8)
+    serial = scan(many_clips, prep, stats=one, workers=1, **options)
+    cache = tmp_path / "run" / "scan-train.npz"
+    parallel = scan(many_clips, prep, stats=two, workers=2, cache=cache, **options)
+    assert scanned(parallel) == scanned(serial) and parallel.arrays is None and serial.arrays is not None
+    assert {e.kind for e in serial.excluded} == {"missing", "nonfinite", "low_motion", "no_glosses"}
+    for a, b in ((one.n, two.n), (one.mean, two.mean), (one.m2, two.m2)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert cache.is_file()
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("scanned again")
+
+    monkeypatch.setattr(features, "ProcessPoolExecutor", no_workers)
+    three = RunningStats(8)
+    assert scanned(scan(many_clips, prep, stats=three, workers=2, cache=cache, **options)) == scanned(serial)
+    np.testing.assert_array_equal(three.mean, two.mean)
+    monkeypatch.undo()
+    changed = np.load(many_clips[0].features)
+    changed[0, 0] = np.inf
+    np.save(many_clips[0].features, changed)  # same size: its time of change tells
+    again = scan(many_clips, prep, stats=RunningStats(8), workers=2, cache=cache, **options)
+    assert ("0", "nonfinite") in [(e.sample.id, e.kind) for e in again.excluded]
+    cache.write_bytes(b"not a zip")
+    with caplog.at_level(logging.WARNING):
+        assert scanned(scan(many_clips, prep, workers=2, cache=cache, **options)) == scanned(again)
+    assert "scan-train.npz cannot be used" in caplog.text and "scanning again" in caplog.text
+
+
+def test_training_caches_the_scans_of_big_splits_in_the_run_folder(many_clips, tmp_path, monkeypatch):
+    rows = [dataclasses.replace(s, split="dev" if int(s.row) % 3 == 0 else "train") for s in many_clips]
+    cfg = load_config(REPO / "configs" / "hybrid.yaml", ["model.input_dim=8", "data.feature_kind=custom-8",
+                                                          "data.scan_workers=2"])
+    first = get_task("gloss").prepare(rows, cfg, None, None, scan_cache=tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["scan-train.npz"]  # dev: one chunk, one process
+    monkeypatch.setattr(features, "ProcessPoolExecutor", None)  # resumed: nothing to scan again
+    second = get_task("gloss").prepare(rows, cfg, first.vocab, first.stats, scan_cache=tmp_path / "run")
+    assert second.splits["train"].samples == first.splits["train"].samples

@@ -21,14 +21,15 @@ from signlab.errors import SignlabError
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """Open ``.NAME.partial`` beside ``path`` for binary writing; when the block ends, flush it
+    """Open ``.NAME.PID.partial`` beside ``path`` for binary writing; when the block ends, flush it
     to disk and rename it over ``path``. If the block raises, the partial file is removed and
-    ``path`` keeps what it held before (a crash leaves at most a ``.partial`` file). The file
+    ``path`` keeps what it held before (a crash leaves at most a ``.partial`` file). Processes that
+    write the same file at once (ranks of one run) each rename a whole file of their own. The file
     gets the usual permissions (0666 less the umask), so a service running as another user can
     read a bundle."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with tmp.open("wb") as f:
             yield f

@@ -125,15 +125,25 @@ class TrainingConfig(_Section):
             "mlflow (RUN/mlruns) and wandb when those packages are installed"))
 
 
-class DataConfig(_Section):
+class FeatureDataConfig(_Section):
+    """How every task reads its features."""
+
     feature_kind: str = Field("auto", description=(
         "what the features are (signlab.kinds: pose/holistic-540, i3d-1024, or any name for plain features); "
         "auto: the manifest's feature_kind column, else guessed from the width (logged)"))
-    max_frames: int = Field(150, ge=1, description="longer clips are resampled uniformly, never cut")
     augmentation: bool = True
     pose_normalization: bool = True
+    cache_gb: float = Field(2.0, ge=0, description="a split of loose files scanned in one process is held in memory "
+                                                   "when its features fit in this many GiB")
+    scan_workers: int = Field(0, ge=0, description=(
+        "processes that scan a split of loose feature files before training (the result is cached in the run "
+        "folder, so a resumed run does not scan again); 0: one a core (up to 8) for splits of 2,000 rows or more, "
+        "else 1. A packed store is never scanned"))
+
+
+class DataConfig(FeatureDataConfig):
+    max_frames: int = Field(150, ge=1, description="longer clips are resampled uniformly, never cut")
     min_gloss_count: int = 1
-    cache_gb: float = 2.0
 
 
 class PoseAugmentConfig(_Section):
@@ -233,10 +243,7 @@ class SentenceModelConfig(_AttentionSection):
     glosses: list[str] | None = Field(None, description="the gloss head's vocabulary: filled in from the training rows")
 
 
-class SentenceDataConfig(_Section):
-    feature_kind: str = Field("auto", description=(
-        "what the features are (signlab.kinds: pose/holistic-540, i3d-1024, or any name for plain features); "
-        "auto: the manifest's feature_kind column, else guessed from the width (logged)"))
+class SentenceDataConfig(FeatureDataConfig):
     seq_len: int = Field(64, ge=1, description="clips are resampled to at most this many frames")
     split: Literal["manifest", "sentence", "signer"] = Field(
         "manifest", description="manifest: its train/dev rows; sentence: group split, no sentence in both; signer"
@@ -244,9 +251,6 @@ class SentenceDataConfig(_Section):
     val_split: float = Field(0.15, gt=0, lt=1)
     motion_floor: float = Field(7.5e-4, ge=0, description="clips moving less on average are left out (pose: shoulder widths per frame)")
     instances_per_class: int = Field(2, ge=1, description="clips of each sentence in a training batch (SupCon)")
-    augmentation: bool = True
-    pose_normalization: bool = True
-    cache_gb: float = 2.0
 
 
 class SentenceLossConfig(_Section):

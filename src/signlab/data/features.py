@@ -7,20 +7,26 @@ excluded and counted, never replaced by a dummy sample.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
+import multiprocessing
+import os
 import pickle
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 from rich.progress import track
 
 from signlab import pose
-from signlab.atomic import write_text
+from signlab.atomic import load_npz, save_npz, write_text
 from signlab.data import shards
 from signlab.data.manifest import Sample
 from signlab.data.stats import RunningStats
@@ -39,6 +45,7 @@ ADVICE = {
     "no_body": "no frame shows the signer's shoulders: re-extract the clip or drop the row",
     "no_glosses": "add the glosses or drop the row",
     "no_text": "add the text or drop the row",
+    "not_one_sign": "an isolated-sign corpus has one gloss a clip: split the clip, or train the gloss task on it",
     "too_short": "the clip has fewer frames than its glosses need for CTC: check the row's "
     "glosses, or lower model.subsampling",
     "low_motion": "the clip hardly moves (a still or failed recording); lower data.motion_floor to keep it",
@@ -222,6 +229,21 @@ class ScanResult:
 Check = Callable[[Sample, int], "tuple[str, str] | None"]  # (row, frames): a reason to leave a readable row out
 
 
+# The rows each task needs (module-level, so that a scan by worker processes can take them along).
+def has_glosses(sample: Sample, frames: int) -> tuple[str, str] | None:
+    return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
+
+
+def has_text(sample: Sample, frames: int) -> tuple[str, str] | None:
+    return None if sample.text else ("no_text", f"{sample.where}: the text / sentence column is empty")
+
+
+def one_sign(sample: Sample, frames: int) -> tuple[str, str] | None:
+    if len(sample.glosses) == 1:
+        return None
+    return "not_one_sign", f"{sample.where}: an isolated-sign clip has one gloss, this row has {len(sample.glosses)}"
+
+
 def scan(
     samples: Sequence[Sample],
     prep: Preprocessor,
@@ -230,7 +252,10 @@ def scan(
     motion_floor: float = 0.0,
     stats: RunningStats | None = None,
     cache_bytes: int = 2 << 30,
+    workers: int = 1,
+    cache: Path | None = None,
     desc: str = "scanning features",
+    progress: bool = True,
 ) -> ScanResult:
     """Load and validate every file once, feeding ``stats`` (train split) on the way, and
     keep the preprocessed arrays in memory if they fit in ``cache_bytes``.
@@ -238,14 +263,19 @@ def scan(
     ``check(sample, frames)`` may exclude a readable row (no glosses, too short for CTC...) by
     returning ``(kind, message)``; ``motion_floor`` excludes clips that move less (``low_motion``).
     The rows of a packed store, packed with this preprocessing, are not read for any of this: their
-    lengths, motion and train statistics are in its index (:func:`scan_packed`).
+    lengths, motion and train statistics are in its index (:func:`scan_packed`). ``workers``: more
+    than one (0: :func:`scan_processes` chooses) scans a split of over :data:`SCAN_CHUNK` rows in
+    that many processes, caching the result in ``cache`` (:func:`scan_parallel`).
     """
     packed = scan_packed(samples, prep, check, motion_floor, stats)
     if packed is not None:
         return packed
+    workers = workers or scan_processes(len(samples))
+    if workers > 1 and len(samples) > SCAN_CHUNK:
+        return scan_parallel(samples, prep, check, motion_floor, stats, workers, cache, desc)
     kept, lengths, arrays, excluded = [], [], [], []
     total = 0
-    for s in track(samples, description=desc, transient=True):
+    for s in track(samples, description=desc, transient=True, disable=not progress):
         try:
             arr = prep.sample(s)
         except FeatureError as exc:
@@ -265,6 +295,116 @@ def scan(
             if total > cache_bytes:
                 arrays = None  # too big to hold: the dataset reads files on demand
     return ScanResult(kept, lengths, arrays, excluded)
+
+
+SCAN_CHUNK = 500  # rows a worker process scans at a time
+PARALLEL_ROWS = 2000  # data.scan_workers 0 (auto) scans a split of this many rows in parallel
+_SCAN_CACHE = 1  # version of the scan cache's layout
+
+
+def scan_processes(rows: int) -> int:
+    """How many processes ``data.scan_workers: 0`` scans ``rows`` loose rows with: one a core, up
+    to 8, for a split of at least :data:`PARALLEL_ROWS` rows (reading files waits on the disk, so
+    more processes than cores still help a little, but the statistics use the cores); else one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(8, cores) if rows >= PARALLEL_ROWS else 1
+
+
+@dataclass
+class _Part:
+    """A scan of some rows, by their positions among the rows scanned: what a worker sends back, and
+    what the scan cache holds. ``stats``: the running statistics of the kept rows (a train split's
+    statistics are needed unless a resumed run has them: always computed, so one cache serves both)."""
+
+    kept: list[int]
+    lengths: list[int]
+    excluded: list[tuple[int, str, str]]
+    stats: RunningStats
+
+
+def _scan_part(samples: list[Sample], prep: Preprocessor, check: Check | None, motion_floor: float) -> _Part:
+    """A worker's scan of ``samples`` (nothing held in memory)."""
+    running = RunningStats(prep.dim)
+    result = scan(samples, prep, check=check, motion_floor=motion_floor, stats=running, cache_bytes=0, progress=False)
+    where = {id(s): i for i, s in enumerate(samples)}
+    return _Part([where[id(s)] for s in result.samples], result.lengths,
+                 [(where[id(e.sample)], e.kind, e.message) for e in result.excluded], running)
+
+
+def scan_parallel(samples: Sequence[Sample], prep: Preprocessor, check: Check | None, motion_floor: float,
+                  stats: RunningStats | None, workers: int, cache: Path | None, desc: str) -> ScanResult:
+    """:func:`scan` by ``workers`` processes, :data:`SCAN_CHUNK` rows at a time. The arrays are not
+    kept (a clip is read when it is needed). With ``cache`` (a file beside the run), the result is
+    written there, and read back instead of scanning when the rows, their files (size and time of
+    change), the preprocessing, the check and the motion floor are the same, e.g. when a run resumes."""
+    samples = list(samples)
+    key = _scan_key(samples, prep, check, motion_floor)
+    part = _read_scan_cache(cache, key, len(samples), prep.dim) if cache is not None else None
+    if part is not None:
+        log.info("%s: the scan of %d rows read from %s", desc, len(samples), cache)
+    else:
+        chunks = [samples[i: i + SCAN_CHUNK] for i in range(0, len(samples), SCAN_CHUNK)]
+        # spawn: a fresh interpreter per worker, safe whatever threads this process has started
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(track(pool.map(_scan_part, chunks, repeat(prep), repeat(check), repeat(motion_floor)),
+                               total=len(chunks), description=f"{desc} ({workers} processes)", transient=True))
+        part = _Part([], [], [], RunningStats(prep.dim))
+        for start, p in zip(range(0, len(samples), SCAN_CHUNK), parts):
+            part.kept += [start + i for i in p.kept]
+            part.lengths += p.lengths
+            part.excluded += [(start + i, kind, message) for i, kind, message in p.excluded]
+            part.stats.merge(p.stats.n, p.stats.mean, p.stats.m2)
+        if cache is not None:
+            _write_scan_cache(cache, key, part)
+    if stats is not None:
+        stats.merge(part.stats.n, part.stats.mean, part.stats.m2)
+    return ScanResult([samples[i] for i in part.kept], part.lengths, None,
+                      [Exclusion(samples[i], kind, message) for i, kind, message in part.excluded])
+
+
+def _scan_key(samples: Sequence[Sample], prep: Preprocessor, check: Check | None, motion_floor: float) -> str:
+    """What a scan's result depends on, hashed: the rows, their files' sizes and times of change
+    (the pose part masks' too), the preprocessing, the check's name and the motion floor."""
+    h = hashlib.sha256(repr((_SCAN_CACHE, prep.key, prep.dim, check and f"{check.__module__}.{check.__qualname__}",
+                             motion_floor)).encode())
+    for s in samples:
+        files = [s.features, mask_path(s.features)] if prep.is_pose else [s.features]
+        changed = []
+        for f in files:
+            try:
+                st = os.stat(f)
+                changed.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                changed.append(None)
+        h.update(repr((s.source, s.row, s.id, str(s.features), s.glosses, s.text, changed)).encode())
+    return h.hexdigest()
+
+
+def _write_scan_cache(path: Path, key: str, part: _Part) -> None:
+    save_npz(path, key=np.array(key), kept=np.array(part.kept, np.int64), lengths=np.array(part.lengths, np.int64),
+             excluded=np.array(json.dumps(part.excluded)), n=part.stats.n, mean=part.stats.mean, m2=part.stats.m2)
+
+
+def _read_scan_cache(path: Path, key: str, rows: int, dim: int) -> _Part | None:
+    """The cached scan in ``path`` if it was made with ``key``; None (and the scan is made again)
+    if there is none, it is another scan's, or it cannot be read (said in the log)."""
+    if not path.is_file():
+        return None
+    try:
+        z = load_npz(path, ["key", "kept", "lengths", "excluded", "n", "mean", "m2"], "scan cache")
+        if str(z["key"]) != key:
+            log.info("%s is the scan of other rows or files: scanning again", path)
+            return None
+        excluded = [(int(i), str(kind), str(message)) for i, kind, message in json.loads(str(z["excluded"]))]
+        kept, lengths = z["kept"].tolist(), z["lengths"].tolist()
+        if len(kept) != len(lengths) or sorted(kept + [i for i, _, _ in excluded]) != list(range(rows)):
+            raise ValueError(f"it does not account for each of the {rows} rows once")
+        stats = RunningStats(dim)
+        stats.merge(*(z[k].astype(np.float64).reshape(dim) for k in ("n", "mean", "m2")))
+    except (SignlabError, ValueError, TypeError) as exc:
+        log.warning("%s cannot be used (%s): scanning again", path, exc)
+        return None
+    return _Part(kept, lengths, excluded, stats)
 
 
 def low_motion(s: Sample, features: np.ndarray | float, prep: Preprocessor, floor: float) -> tuple[str, str] | None:

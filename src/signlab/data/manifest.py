@@ -129,7 +129,8 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
                 Sample(
                     id=(row["id"] or "").strip() or f"line{line}",
                     split=split,
-                    features=shard_paths.setdefault(row[feature_column], base / row[feature_column]) if packed
+                    features=(shard_paths.get(row[feature_column]) or shard_paths.setdefault(
+                        row[feature_column], base / row[feature_column])) if packed
                     else base / (row[feature_column] or "").strip(),
                     glosses=tuple((row.get("glosses") or "").split()),
                     text=text.strip(),

@@ -31,11 +31,6 @@ def sentence_key(sample: Sample) -> str:
     return sid if sid else sample.text.strip().lower()
 
 
-def has_text(sample: Sample, frames: int) -> tuple[str, str] | None:
-    """A scan check (:data:`~signlab.data.features.Check`): a sentence row needs its text."""
-    return None if sample.text else ("no_text", f"{sample.where}: the text / sentence column is empty")
-
-
 def variations(sample: Sample) -> list[str]:
     """Every accepted translation of the clip: its text and its text_variations."""
     texts = [sample.text] if sample.text else []

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from signlab.config import SentenceConfig
-from signlab.data.features import Preprocessor, ScanResult, scan, scan_split
+from signlab.data.features import Preprocessor, ScanResult, has_text, scan, scan_split
 from signlab.data.manifest import Sample, read_manifests
-from signlab.data.sentence import has_text
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
 from signlab.inference.bundle import save_bundle

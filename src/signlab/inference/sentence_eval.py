@@ -13,9 +13,9 @@ import torch
 
 from signlab.atomic import write_json
 from signlab.data.dataset import pad_clips
-from signlab.data.features import scan_split
+from signlab.data.features import has_text, scan_split
 from signlab.data.manifest import Sample
-from signlab.data.sentence import even_odd, has_text, sentence_key, variations
+from signlab.data.sentence import even_odd, sentence_key, variations
 from signlab.decoding.beam import beam_search
 from signlab.errors import SignlabError
 from signlab.inference.bank import EncodedClips, encode_clips

@@ -25,7 +25,7 @@ from signlab.data.dataset import (
     LengthBucketBatchSampler,
     hybrid_collate_fn,
 )
-from signlab.data.features import ScanResult, report_exclusions
+from signlab.data.features import ScanResult, has_glosses, report_exclusions
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats
 from signlab.decoding import decode_batch
@@ -81,9 +81,9 @@ def choose_subsampling(train: ScanResult, max_frames: int) -> int:
     for CTC. 25 fps pose (about 20 frames a gloss) gets 4, I3D windows (3-4 a gloss) 1: CTC needs
     room for its blanks, and a head that sees ten frames a gloss has ten chances to say blank."""
     per_gloss = frames_per_gloss(train, max_frames)
+    need, frames = np.array([ctc_min_frames(s.glosses) for s in train.samples]), np.minimum(train.lengths, max_frames)
     for factor in (4, 2):
-        short = sum(subsampled_lengths(min(n, max_frames), factor) < ctc_min_frames(s.glosses)
-                    for s, n in zip(train.samples, train.lengths))
+        short = int((subsampled_lengths(frames, factor) < need).sum())
         if per_gloss / factor >= MIN_FRAMES_PER_GLOSS and short <= 0.01 * len(train.samples):
             return factor
     return 1
@@ -109,6 +109,7 @@ def prepare_gloss_data(
     *,
     vocab: Vocabulary | None = None,
     stats: FeatureStats | None = None,
+    scan_cache: Path | None = None,
 ) -> PreparedData:
     """Scan the train and dev splits once, exclude unusable rows (reported with their reason),
     and build the vocabulary and feature statistics from train unless they are given."""
@@ -123,10 +124,7 @@ def prepare_gloss_data(
     cfg = resolve_for_data(cfg, by_split["train"])
     max_frames = cfg.data.max_frames
 
-    def has_glosses(sample: Sample, frames: int) -> tuple[str, str] | None:
-        return None if sample.glosses else ("no_glosses", f"{sample.where}: the glosses column is empty")
-
-    prep, splits, stats = scan_train_dev(by_split, cfg, has_glosses, stats, report=False)
+    prep, splits, stats = scan_train_dev(by_split, cfg, has_glosses, stats, report=False, scan_cache=scan_cache)
     if auto:
         cfg.model.subsampling = choose_subsampling(splits["train"], max_frames)
         log.info("model.subsampling auto: x%d (the median training clip has %.1f frames a gloss; each gloss keeps "
@@ -358,8 +356,8 @@ class GlossTask(Task):
     module_class, datamodule_class = GlossRecognitionModule, GlossDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: Config, vocab: Vocabulary | None,
-                stats: FeatureStats | None) -> PreparedData:
-        return prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats)
+                stats: FeatureStats | None, scan_cache: Path | None = None) -> PreparedData:
+        return prepare_gloss_data(samples, cfg, vocab=vocab, stats=stats, scan_cache=scan_cache)
 
     def keep_best(self, data: PreparedData) -> int:
         return data.config.training.average_checkpoints

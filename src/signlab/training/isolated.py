@@ -37,7 +37,7 @@ from signlab.config import (
     TrainingConfig,
 )
 from signlab.data.dataset import pad_clips
-from signlab.data.features import ScanResult, check_features, report_exclusions, scan_split
+from signlab.data.features import ScanResult, check_features, one_sign, report_exclusions, scan_split
 from signlab.data.manifest import Sample
 from signlab.data.stats import FeatureStats
 from signlab.errors import SignlabError
@@ -146,7 +146,7 @@ class IsolatedModule(TaskModule):
 
 
 def prepare_isolated_data(samples: Sequence[Sample], cfg: IsolatedConfig, vocab: Vocabulary | None,
-                          stats: FeatureStats | None) -> PreparedData:
+                          stats: FeatureStats | None, scan_cache: Path | None = None) -> PreparedData:
     """The train and dev rows with one gloss each, scanned once; vocabulary and statistics from train."""
     by_split = {s: [x for x in samples if x.split == s] for s in ("train", "dev")}
     for split, rows in by_split.items():
@@ -156,19 +156,13 @@ def prepare_isolated_data(samples: Sequence[Sample], cfg: IsolatedConfig, vocab:
     cfg = resolve_for_data(cfg, by_split["train"])
     if cfg.model.subsampling == "auto":
         cfg.model.subsampling = 2
-    prep, splits, stats = scan_train_dev(by_split, cfg, one_sign, stats, report=False)
+    prep, splits, stats = scan_train_dev(by_split, cfg, one_sign, stats, report=False, scan_cache=scan_cache)
     for name, result in splits.items():
         report_exclusions(result.excluded, name, len(by_split[name]))
         if not result.samples:
             raise SignlabError(f"no usable {name} rows left (see the warnings above for why each was excluded)")
     vocab = vocab or Vocabulary.build((s.glosses for s in splits["train"].samples), cfg.data.min_gloss_count)
     return PreparedData(cfg, prep, stats, vocab, splits)
-
-
-def one_sign(sample: Sample, frames: int) -> tuple[str, str] | None:
-    if len(sample.glosses) == 1:
-        return None
-    return "not_one_sign", f"{sample.where}: an isolated-sign clip has one gloss, this row has {len(sample.glosses)}"
 
 
 class IsolatedSignAnswer(Answer):
@@ -299,8 +293,8 @@ class IsolatedTask(Task):
     module_class, datamodule_class = IsolatedModule, GlossDataModule  # one gloss a clip: the gloss task's loaders
 
     def prepare(self, samples: Sequence[Sample], cfg: IsolatedConfig, vocab: Vocabulary | None,
-                stats: FeatureStats | None) -> PreparedData:
-        return prepare_isolated_data(samples, cfg, vocab, stats)
+                stats: FeatureStats | None, scan_cache: Path | None = None) -> PreparedData:
+        return prepare_isolated_data(samples, cfg, vocab, stats, scan_cache)
 
     def finish(self, out: Path, data: PreparedData, module: IsolatedModule, trainer: L.Trainer,
                samples: Sequence[Sample], metrics: dict[str, Any]) -> None:

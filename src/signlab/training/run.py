@@ -200,7 +200,7 @@ def train(
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     samples = read_manifests(manifests, features_dir)
     vocab, stats = run_inputs(out, resume)
-    data = task.prepare(samples, cfg, vocab, stats)
+    data = task.prepare(samples, cfg, vocab, stats, scan_cache=out)
     save_run_inputs(out, data.config, data.vocab, data.stats)
     if is_launcher_process():
         data.write_exclusions(out / "excluded.csv")

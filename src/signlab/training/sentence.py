@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader
 
 from signlab.config import SentenceConfig
 from signlab.data.augment import Compose, FeatureAugmentation, PoseAugmentation
+from signlab.data.features import has_text
 from signlab.data.manifest import Sample
 from signlab.data.sentence import (
     ClassBalancedSampler,
     SentenceDataset,
-    has_text,
     sentence_collate,
     sentence_key,
     split_by_sentence,
@@ -92,13 +92,13 @@ def assign_splits(samples: Sequence[Sample], cfg: SentenceConfig) -> tuple[list[
 
 
 def prepare_sentence_data(samples: Sequence[Sample], cfg: SentenceConfig, *, vocab: Vocabulary | None = None,
-                          stats: FeatureStats | None = None) -> SentenceData:
+                          stats: FeatureStats | None = None, scan_cache: Path | None = None) -> SentenceData:
     train_rows, dev_rows = assign_splits(samples, cfg)
     if not train_rows:
         raise SignlabError("no training rows")
     cfg = resolve_for_data(cfg, train_rows)
     prep, splits, stats = scan_train_dev({"train": train_rows, "dev": dev_rows}, cfg, has_text, stats,
-                                         motion_floor=cfg.data.motion_floor)
+                                         motion_floor=cfg.data.motion_floor, scan_cache=scan_cache)
     resolve_glosses(cfg, splits["train"].samples)
     if vocab is None:
         vocab = Vocabulary.build(tokenize_words(t) for s in splits["train"].samples for t in variations(s))
@@ -264,8 +264,8 @@ class SentenceTask(Task):
     module_class, datamodule_class = SentenceModule, SentenceDataModule
 
     def prepare(self, samples: Sequence[Sample], cfg: SentenceConfig, vocab: Vocabulary | None,
-                stats: FeatureStats | None) -> SentenceData:
-        return prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats)
+                stats: FeatureStats | None, scan_cache: Path | None = None) -> SentenceData:
+        return prepare_sentence_data(samples, cfg, vocab=vocab, stats=stats, scan_cache=scan_cache)
 
     def finish(self, out: Path, data: SentenceData, module: SentenceModule, trainer: L.Trainer,
                samples: Sequence[Sample], metrics: dict[str, Any]) -> None:

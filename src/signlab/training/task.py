@@ -95,8 +95,9 @@ class Task(ABC):
 
     @abstractmethod
     def prepare(self, samples: Sequence[Sample], cfg: RootConfig, vocab: Vocabulary | None,
-                stats: FeatureStats | None) -> PreparedData:
-        """Scan the rows training uses once; vocabulary and statistics from train unless given."""
+                stats: FeatureStats | None, scan_cache: Path | None = None) -> PreparedData:
+        """Scan the rows training uses once; vocabulary and statistics from train unless given.
+        ``scan_cache``: a folder for the scans of splits of loose files (:func:`scan_train_dev`)."""
 
     def module(self, data: PreparedData) -> TaskModule:
         return self.module_class(data.config.to_dict(), data.vocab.tokens, data.prep.dim, data.stats)
@@ -172,16 +173,19 @@ def resolve_for_data(cfg: C, samples: Sequence[Sample]) -> C:
 
 
 def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Check,
-                   stats: FeatureStats | None, report: bool = True,
-                   motion_floor: float = 0.0) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
+                   stats: FeatureStats | None, report: bool = True, motion_floor: float = 0.0,
+                   scan_cache: Path | None = None) -> tuple[Preprocessor, dict[str, ScanResult], FeatureStats]:
     """The train and dev rows of a resolved config scanned once with ``check`` and ``motion_floor``
     (exclusions reported unless ``report`` is False, an empty split an error): the kind's
-    preprocessor, the splits, and the feature statistics (from train, unless given)."""
+    preprocessor, the splits, and the feature statistics (from train, unless given). A split scanned
+    by several processes (``data.scan_workers``) is cached in ``scan_cache``/``scan-SPLIT.npz``."""
     prep = Preprocessor.for_config(cfg)
     running = RunningStats(prep.dim) if stats is None else None
     cache = int(cfg.data.cache_gb * 2**30)
-    splits = {name: scan_split(r, prep, name, check=check, motion_floor=motion_floor, stats=running if name == "train" else None, cache_bytes=cache,
-                               report=report) for name, r in rows.items()}
+    splits = {name: scan_split(r, prep, name, check=check, motion_floor=motion_floor,
+                               stats=running if name == "train" else None, cache_bytes=cache, report=report,
+                               workers=cfg.data.scan_workers, cache=scan_cache and scan_cache / f"scan-{name}.npz")
+              for name, r in rows.items()}
     return prep, splits, stats or running.finalize()
 
 
