@@ -265,7 +265,8 @@ def scan(
     The rows of a packed store, packed with this preprocessing, are not read for any of this: their
     lengths, motion and train statistics are in its index (:func:`scan_packed`). ``workers``: more
     than one (0: :func:`scan_processes` chooses) scans a split of over :data:`SCAN_CHUNK` rows in
-    that many processes, caching the result in ``cache`` (:func:`scan_parallel`).
+    that many processes, caching the result in ``cache`` (:func:`scan_parallel`); ``check`` must then
+    be a module-level function, which the worker processes import.
     """
     packed = scan_packed(samples, prep, check, motion_floor, stats)
     if packed is not None:
