@@ -47,19 +47,19 @@ sys.path.insert(0, str(REPO / "src"))
 FORMATS = ("signlab store", "memory map", "HDF5", "LitData", "LitData, its own order")
 
 
-def train_rows(manifest: Path) -> tuple[list[Path], list[int]]:
-    """The train clips' files, in manifest order, and the positions of one epoch's reads in them."""
+def train_rows(manifest: Path) -> tuple[list[Path], np.ndarray, list[int]]:
+    """The train clips' files in manifest order, their lengths, and the positions of one epoch's reads."""
     from signlab.data.dataset import LengthBucketBatchSampler
     from signlab.data.manifest import read_manifests
 
     files = [s.features for s in read_manifests([manifest]) if s.split == "train"]
-    lengths = [int(np.load(f, mmap_mode="r").shape[0]) for f in files]
+    lengths = np.array([np.load(f, mmap_mode="r").shape[0] for f in files], np.int64)
     order = [i for batch in LengthBucketBatchSampler(lengths, 32, seed=0) for i in batch]
-    return files, order
+    return files, lengths, order
 
 
-def write(name: str, files: list[Path], out: Path) -> list[Path]:
-    """``files`` written as format ``name`` in ``out``; the files it made."""
+def write(name: str, files: list[Path], lengths: np.ndarray, out: Path) -> list[Path]:
+    """``files`` (of ``lengths`` frames) written as format ``name`` in ``out``; the files it made."""
     out.mkdir(parents=True, exist_ok=True)
     if name == "signlab store":
         from signlab.data import store
@@ -70,10 +70,9 @@ def write(name: str, files: list[Path], out: Path) -> list[Path]:
         store.pack([manifest], out / "store")
         return sorted((out / "store").iterdir())
     clips = (np.load(f) for f in files)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
     if name == "memory map":
-        lengths = np.array([np.load(f, mmap_mode="r").shape[0] for f in files], np.int64)
-        rows = np.lib.format.open_memmap(out / "rows.npy", "w+", np.float32, (int(lengths.sum()), DIM))
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        rows = np.lib.format.open_memmap(out / "rows.npy", "w+", np.float32, (int(offsets[-1]), DIM))
         for i, clip in enumerate(clips):
             rows[offsets[i]: offsets[i + 1]] = clip
         rows.flush()
@@ -82,10 +81,8 @@ def write(name: str, files: list[Path], out: Path) -> list[Path]:
     if name == "HDF5":
         import h5py
 
-        lengths = np.array([np.load(f, mmap_mode="r").shape[0] for f in files], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
         with h5py.File(out / "clips.h5", "w") as h5:
-            rows = h5.create_dataset("rows", (int(lengths.sum()), DIM), np.float32, chunks=(64, DIM))
+            rows = h5.create_dataset("rows", (int(offsets[-1]), DIM), np.float32, chunks=(64, DIM))
             for i, clip in enumerate(clips):
                 rows[offsets[i]: offsets[i + 1]] = clip
             h5.create_dataset("offsets", data=offsets)
@@ -131,13 +128,13 @@ def reader(name: str, out: Path):
 
 def one_format(name: str, manifest: Path, out: Path) -> dict:
     """In this process: format ``name`` written (unless it is there) and one epoch read from it."""
-    files, order = train_rows(manifest)
+    files, lengths, order = train_rows(manifest)
     done = out / "written.json"
     if done.is_file():
         written = json.loads(done.read_text())
     else:
         start = time.perf_counter()
-        made = write(name, files, out)
+        made = write(name, files, lengths, out)
         written = {"write_s": time.perf_counter() - start, "bytes": sum(p.stat().st_size for p in made if p.is_file()),
                    "files": len(made)}
         done.write_text(json.dumps(written))
@@ -171,7 +168,7 @@ def main() -> None:
     if args.format:
         print(json.dumps(one_format(args.format, manifest, data / "formats" / args.format.split(",")[0].replace(" ", "-"))))
         return
-    files, order = train_rows(manifest)  # for scale: np.load of the loose files, warm
+    files, _, order = train_rows(manifest)  # for scale: np.load of the loose files, warm
     warm(files)
     start = time.perf_counter()
     for i in order:

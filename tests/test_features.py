@@ -149,7 +149,7 @@ def test_a_big_split_is_scanned_by_processes_as_by_one_and_the_scan_is_cached(ma
     one, two = RunningStats(8), RunningStats(8)
     serial = scan(many_clips, prep, stats=one, workers=1, **options)
     cache = tmp_path / "run" / "scan-train.npz"
-    parallel = scan(many_clips, prep, stats=two, workers=2, cache=cache, **options)
+    parallel = scan(many_clips, prep, stats=two, workers=2, saved_scan=cache, **options)
     assert scanned(parallel) == scanned(serial) and parallel.arrays is None and serial.arrays is not None
     assert {e.kind for e in serial.excluded} == {"missing", "nonfinite", "low_motion", "no_glosses"}
     for a, b in ((one.n, two.n), (one.mean, two.mean), (one.m2, two.m2)):
@@ -161,17 +161,17 @@ def test_a_big_split_is_scanned_by_processes_as_by_one_and_the_scan_is_cached(ma
 
     monkeypatch.setattr(features, "ProcessPoolExecutor", no_workers)
     three = RunningStats(8)
-    assert scanned(scan(many_clips, prep, stats=three, workers=2, cache=cache, **options)) == scanned(serial)
+    assert scanned(scan(many_clips, prep, stats=three, workers=2, saved_scan=cache, **options)) == scanned(serial)
     np.testing.assert_array_equal(three.mean, two.mean)
     monkeypatch.undo()
     changed = np.load(many_clips[0].features)
     changed[0, 0] = np.inf
     np.save(many_clips[0].features, changed)  # same size: its time of change tells
-    again = scan(many_clips, prep, stats=RunningStats(8), workers=2, cache=cache, **options)
+    again = scan(many_clips, prep, stats=RunningStats(8), workers=2, saved_scan=cache, **options)
     assert ("0", "nonfinite") in [(e.sample.id, e.kind) for e in again.excluded]
     cache.write_bytes(b"not a zip")
     with caplog.at_level(logging.WARNING):
-        assert scanned(scan(many_clips, prep, workers=2, cache=cache, **options)) == scanned(again)
+        assert scanned(scan(many_clips, prep, workers=2, saved_scan=cache, **options)) == scanned(again)
     assert "scan-train.npz cannot be used" in caplog.text and "scanning again" in caplog.text
 
 

@@ -253,7 +253,7 @@ def scan(
     stats: RunningStats | None = None,
     cache_bytes: int = 2 << 30,
     workers: int = 1,
-    cache: Path | None = None,
+    saved_scan: Path | None = None,
     desc: str = "scanning features",
     progress: bool = True,
 ) -> ScanResult:
@@ -265,7 +265,7 @@ def scan(
     The rows of a packed store, packed with this preprocessing, are not read for any of this: their
     lengths, motion and train statistics are in its index (:func:`scan_packed`). ``workers``: more
     than one (0: :func:`scan_processes` chooses) scans a split of over :data:`SCAN_CHUNK` rows in
-    that many processes, caching the result in ``cache`` (:func:`scan_parallel`); ``check`` must then
+    that many processes, saving the result in ``saved_scan`` (:func:`scan_parallel`); ``check`` must then
     be a module-level function, which the worker processes import.
     """
     packed = scan_packed(samples, prep, check, motion_floor, stats)
@@ -273,7 +273,7 @@ def scan(
         return packed
     workers = workers or scan_processes(len(samples))
     if workers > 1 and len(samples) > SCAN_CHUNK:
-        return scan_parallel(samples, prep, check, motion_floor, stats, workers, cache, desc)
+        return scan_parallel(samples, prep, check, motion_floor, stats, workers, saved_scan, desc)
     kept, lengths, arrays, excluded = [], [], [], []
     total = 0
     for s in track(samples, description=desc, transient=True, disable=not progress):
@@ -333,16 +333,16 @@ def _scan_part(samples: list[Sample], prep: Preprocessor, check: Check | None, m
 
 
 def scan_parallel(samples: Sequence[Sample], prep: Preprocessor, check: Check | None, motion_floor: float,
-                  stats: RunningStats | None, workers: int, cache: Path | None, desc: str) -> ScanResult:
+                  stats: RunningStats | None, workers: int, saved_scan: Path | None, desc: str) -> ScanResult:
     """:func:`scan` by ``workers`` processes, :data:`SCAN_CHUNK` rows at a time. The arrays are not
-    kept (a clip is read when it is needed). With ``cache`` (a file beside the run), the result is
+    kept (a clip is read when it is needed). With ``saved_scan`` (a file beside the run), the result is
     written there, and read back instead of scanning when the rows, their files (size and time of
     change), the preprocessing, the check and the motion floor are the same, e.g. when a run resumes."""
     samples = list(samples)
     key = _scan_key(samples, prep, check, motion_floor)
-    part = _read_scan_cache(cache, key, len(samples), prep.dim) if cache is not None else None
+    part = _read_scan_cache(saved_scan, key, len(samples), prep.dim) if saved_scan is not None else None
     if part is not None:
-        log.info("%s: the scan of %d rows read from %s", desc, len(samples), cache)
+        log.info("%s: the scan of %d rows read from %s", desc, len(samples), saved_scan)
     else:
         chunks = [samples[i: i + SCAN_CHUNK] for i in range(0, len(samples), SCAN_CHUNK)]
         # spawn: a fresh interpreter per worker, safe whatever threads this process has started
@@ -355,8 +355,8 @@ def scan_parallel(samples: Sequence[Sample], prep: Preprocessor, check: Check | 
             part.lengths += p.lengths
             part.excluded += [(start + i, kind, message) for i, kind, message in p.excluded]
             part.stats.merge(p.stats.n, p.stats.mean, p.stats.m2)
-        if cache is not None:
-            _write_scan_cache(cache, key, part)
+        if saved_scan is not None:
+            _write_scan_cache(saved_scan, key, part)
     if stats is not None:
         stats.merge(part.stats.n, part.stats.mean, part.stats.m2)
     return ScanResult([samples[i] for i in part.kept], part.lengths, None,

@@ -184,7 +184,7 @@ def scan_train_dev(rows: dict[str, Sequence[Sample]], cfg: RootConfig, check: Ch
     cache = int(cfg.data.cache_gb * 2**30)
     splits = {name: scan_split(r, prep, name, check=check, motion_floor=motion_floor,
                                stats=running if name == "train" else None, cache_bytes=cache, report=report,
-                               workers=cfg.data.scan_workers, cache=scan_cache and scan_cache / f"scan-{name}.npz")
+                               workers=cfg.data.scan_workers, saved_scan=scan_cache and scan_cache / f"scan-{name}.npz")
               for name, r in rows.items()}
     return prep, splits, stats or running.finalize()
 
