@@ -98,50 +98,53 @@ def _read_csv(path: Path, text: str, base: Path, packed: bool = False) -> list[S
 
 
 def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
+    """The rows of a signlab CSV (a store's clip list when ``packed``). Columns are looked up once,
+    by position (a row read as a dict costs more than the rest of its parsing); blank lines are
+    skipped, missing trailing cells are empty, as ``csv.DictReader`` reads them."""
     with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
             raise SignlabError(f"manifest {path} is empty: it needs a header row with id,split,features,...")
-        columns = set(reader.fieldnames)
-        feature_column = "feature_path" if "feature_path" in columns and "features" not in columns else "features"
-        missing = {"id", "split", feature_column, *(PACKED_COLUMNS if packed else ())} - columns
+        at = {name: i for i, name in enumerate(header)}  # a repeated column: the last one, as DictReader
+        feature_column = "feature_path" if "feature_path" in at and "features" not in at else "features"
+        missing = {"id", "split", feature_column, *(PACKED_COLUMNS if packed else ())} - set(at)
         if missing:
             raise SignlabError(
                 f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
-                f"{reader.fieldnames}. See README 'Data formats'."
+                f"{header}. See README 'Data formats'."
             )
+        width, core = len(header), _CORE_COLUMNS | (set(PACKED_COLUMNS[:2]) if packed else set())
+        extra_columns = [(name, i) for name, i in at.items() if name not in core]
+        # positions of the core columns; width = an always-empty cell for a column the manifest lacks
+        id_, split_, feat, gl, text_, sentence, signer, kind = (at.get(c, width) for c in (
+            "id", "split", feature_column, "glosses", "text", "sentence", "signer", "feature_kind"))
         samples, bad_split, shard_paths = [], [], {}  # a store's rows share a few shard paths
-        for line, row in enumerate(reader, start=2):
-            split = (row["split"] or "").strip().lower()
-            if split not in SPLITS:
-                bad_split.append(f"line {line}: {row['split']!r}")
+        line = 1
+        for row in reader:
+            if not row:
                 continue
-            text = row.get("text") or row.get("sentence") or ""
-            extra = {k: v for k, v in row.items() if k not in _CORE_COLUMNS and k is not None}
+            line += 1
+            row += [""] * (width + 1 - len(row))
+            split = row[split_].strip().lower()
+            if split not in SPLITS:
+                bad_split.append(f"line {line}: {row[split_]!r}")
+                continue
             span = None
             if packed:
                 try:
-                    span = int(extra.pop("first")), int(extra.pop("frames"))
+                    span = int(row[at["first"]]), int(row[at["frames"]])
                 except ValueError:
                     raise SignlabError(f"{path}, line {line}: first and frames must be whole numbers; the store's "
                                        "index is damaged: pack it again") from None
-            samples.append(
-                Sample(
-                    id=(row["id"] or "").strip() or f"line{line}",
-                    split=split,
-                    features=(shard_paths.get(row[feature_column]) or shard_paths.setdefault(
-                        row[feature_column], base / row[feature_column])) if packed
-                    else base / (row[feature_column] or "").strip(),
-                    glosses=tuple((row.get("glosses") or "").split()),
-                    text=text.strip(),
-                    signer=(row.get("signer") or "").strip(),
-                    kind=(row.get("feature_kind") or "").strip(),
-                    source=path.name,
-                    row=line,
-                    span=span,
-                    extra=extra,
-                )
-            )
+                features = shard_paths.get(row[feat]) or shard_paths.setdefault(row[feat], base / row[feat])
+            else:
+                features = base / row[feat].strip()
+            samples.append(Sample(
+                row[id_].strip() or f"line{line}", split, features, tuple(row[gl].split()),
+                (row[text_] or row[sentence]).strip(), row[signer].strip(), row[kind].strip(), path.name, line, span,
+                {name: row[i] for name, i in extra_columns},
+            ))
     if bad_split:
         raise SignlabError(
             f"manifest {path}: split must be one of {SPLITS}; found {', '.join(bad_split[:5])}"

@@ -104,12 +104,13 @@ def check_spans(root: Path, info: StoreIndex, samples) -> None:
     """That the clip list's rows (:class:`~signlab.data.manifest.Sample` with spans) tile every shard
     exactly, with a finite motion each: the index agrees with the data."""
     names = list(info.shards)
-    number = {n: i for i, n in enumerate(names)}
+    number = {root / n: i for i, n in enumerate(names)}  # the clip list's rows share these paths
     try:
-        shard = np.array([number[s.features.name] for s in samples], np.int64)
+        shard = np.array([number[s.features] for s in samples], np.int64)
         motion = np.array([s.extra["motion"] for s in samples], np.float64)
     except KeyError as exc:
-        raise SignlabError(f"{root / CLIPS} names {exc}, which is not a shard of the store: pack it again") from None
+        raise SignlabError(f"{root / CLIPS} names {Path(exc.args[0]).name!r}, which is not a shard of the store: "
+                           "pack it again") from None
     except ValueError:
         raise SignlabError(f"{root / CLIPS}: a motion value is not a number: pack the store again") from None
     first, frames = np.array([s.span for s in samples], np.int64).reshape(-1, 2).T

@@ -4,6 +4,7 @@ and finishing a run (checkpoint averaging, the decoder chosen on dev, evaluation
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +65,7 @@ COLLAPSE_BLANK_RATIO = 0.95
 
 def ctc_min_frames(glosses: Sequence[str]) -> int:
     """CTC needs one frame per label plus a blank between two equal neighbours."""
-    return len(glosses) + sum(a == b for a, b in zip(glosses, glosses[1:]))
+    return len(glosses) + sum(map(operator.eq, glosses, glosses[1:]))
 
 
 MIN_FRAMES_PER_GLOSS = 3  # encoder frames: a gloss, the blank before the next, and one to spare
