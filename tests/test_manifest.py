@@ -71,3 +71,10 @@ def test_manifest_that_is_a_folder_or_bad_csv_is_named(tmp_path):
     bad = write(tmp_path / "p.train.corpus.csv", "name|video|start|end|speaker|orth|translation\nonly-a-name\n")
     with pytest.raises(SignlabError, match="line 2: expected 7"):
         read_manifest(bad)
+
+
+def test_short_long_and_blank_rows_read_as_csv_dictreader_reads_them(tmp_path):
+    (tmp_path / "m.csv").write_text("id,split,features,glosses\na,train,a.npy,A B,EXTRA,MORE\n\nb,dev,b.npy\n")
+    a, b = read_manifest(tmp_path / "m.csv")
+    assert (a.glosses, a.extra, a.row) == (("A", "B"), {}, 2)  # cells past the header are not read
+    assert (b.id, b.glosses, b.text, b.row) == ("b", (), "", 3)  # a blank line is skipped, missing cells are empty

@@ -125,7 +125,8 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
             if not row:
                 continue
             line += 1
-            row += [""] * (width + 1 - len(row))
+            row = row[:width]  # cells past the header are not read, as DictReader leaves them out
+            row += [""] * (width + 1 - len(row))  # missing cells, and the empty one at ``width``
             split = row[split_].strip().lower()
             if split not in SPLITS:
                 bad_split.append(f"line {line}: {row[split_]!r}")
