@@ -114,11 +114,11 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
                 f"manifest {path} lacks the column(s) {sorted(missing)}; its header is "
                 f"{header}. See README 'Data formats'."
             )
-        width, core = len(header), _CORE_COLUMNS | (set(PACKED_COLUMNS[:2]) if packed else set())
+        width, core = len(header), _CORE_COLUMNS | ({"first", "frames"} if packed else set())
         extra_columns = [(name, i) for name, i in at.items() if name not in core]
         # positions of the core columns; width = an always-empty cell for a column the manifest lacks
-        id_, split_, feat, gl, text_, sentence, signer, kind = (at.get(c, width) for c in (
-            "id", "split", feature_column, "glosses", "text", "sentence", "signer", "feature_kind"))
+        id_, split_, feat, gl, text_, sentence, signer, kind, first, frames = (at.get(c, width) for c in (
+            "id", "split", feature_column, "glosses", "text", "sentence", "signer", "feature_kind", "first", "frames"))
         samples, bad_split, shard_paths = [], [], {}  # a store's rows share a few shard paths
         line = 1
         for row in reader:
@@ -134,7 +134,7 @@ def _parse_csv(path: Path, text: str, base: Path, packed: bool) -> list[Sample]:
             span = None
             if packed:
                 try:
-                    span = int(row[at["first"]]), int(row[at["frames"]])
+                    span = int(row[first]), int(row[frames])
                 except ValueError:
                     raise SignlabError(f"{path}, line {line}: first and frames must be whole numbers; the store's "
                                        "index is damaged: pack it again") from None
