@@ -216,13 +216,15 @@ class ScanResult:
     def all_features(self, prep: Preprocessor) -> list[np.ndarray]:
         return self.arrays if self.arrays is not None else [self.features(i, prep) for i in range(len(self.samples))]
 
-    def without(self, check: Callable[[Sample, int], tuple[str, str] | None]) -> ScanResult:
-        """The samples that ``check(sample, frames)`` lets through; the others join the exclusions."""
-        problems = [check(s, n) for s, n in zip(self.samples, self.lengths)]
-        keep = [i for i, p in enumerate(problems) if p is None]
+    def without(self, bad: np.ndarray, why: Callable[[int], tuple[str, str]]) -> ScanResult:
+        """The samples not marked ``bad`` (a boolean per sample); sample ``i`` marked joins the
+        exclusions with ``why(i)``: (kind, message)."""
+        if not bad.any():
+            return self
+        keep = np.flatnonzero(~bad).tolist()
         return ScanResult([self.samples[i] for i in keep], [self.lengths[i] for i in keep],
                           None if self.arrays is None else [self.arrays[i] for i in keep],
-                          self.excluded + [Exclusion(s, *p) for s, p in zip(self.samples, problems) if p])
+                          self.excluded + [Exclusion(self.samples[i], *why(i)) for i in np.flatnonzero(bad).tolist()])
 
 
 

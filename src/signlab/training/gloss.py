@@ -68,26 +68,27 @@ def ctc_min_frames(glosses: Sequence[str]) -> int:
     return len(glosses) + sum(map(operator.eq, glosses, glosses[1:]))
 
 
+def ctc_need(samples: Sequence[Sample]) -> np.ndarray:
+    """:func:`ctc_min_frames` of every sample's glosses."""
+    return np.fromiter((ctc_min_frames(s.glosses) for s in samples), np.int64, len(samples))
+
+
 MIN_FRAMES_PER_GLOSS = 3  # encoder frames: a gloss, the blank before the next, and one to spare
 
 
-def frames_per_gloss(result: ScanResult, max_frames: int) -> float:
-    """Input frames per gloss in the median clip of ``result`` (as the model reads them)."""
-    return float(np.median([min(n, max_frames) / len(s.glosses) for s, n in zip(result.samples, result.lengths)]))
-
-
-def choose_subsampling(train: ScanResult, max_frames: int) -> int:
+def choose_subsampling(train: ScanResult, need: np.ndarray, max_frames: int) -> tuple[int, float]:
     """``model.subsampling: auto``: the largest factor (4, 2, 1) that leaves the median training clip
     :data:`MIN_FRAMES_PER_GLOSS` encoder frames a gloss and makes at most 1% of the clips too short
-    for CTC. 25 fps pose (about 20 frames a gloss) gets 4, I3D windows (3-4 a gloss) 1: CTC needs
-    room for its blanks, and a head that sees ten frames a gloss has ten chances to say blank."""
-    per_gloss = frames_per_gloss(train, max_frames)
-    need, frames = np.array([ctc_min_frames(s.glosses) for s in train.samples]), np.minimum(train.lengths, max_frames)
+    for CTC (``need``: :func:`ctc_need`); and the median clip's input frames a gloss. 25 fps pose
+    (about 20 frames a gloss) gets 4, I3D windows (3-4 a gloss) 1: CTC needs room for its blanks,
+    and a head that sees ten frames a gloss has ten chances to say blank."""
+    frames = np.minimum(train.lengths, max_frames)
+    per_gloss = float(np.median(frames / np.fromiter(map(len, (s.glosses for s in train.samples)), np.int64, len(frames))))
     for factor in (4, 2):
         short = int((subsampled_lengths(frames, factor) < need).sum())
-        if per_gloss / factor >= MIN_FRAMES_PER_GLOSS and short <= 0.01 * len(train.samples):
-            return factor
-    return 1
+        if per_gloss / factor >= MIN_FRAMES_PER_GLOSS and short <= 0.01 * len(frames):
+            return factor, per_gloss
+    return 1, per_gloss
 
 
 def describe_model(cfg: Config) -> str:
@@ -126,23 +127,25 @@ def prepare_gloss_data(
     max_frames = cfg.data.max_frames
 
     prep, splits, stats = scan_train_dev(by_split, cfg, has_glosses, stats, report=False, scan_cache=scan_cache)
+    need = {name: ctc_need(result.samples) for name, result in splits.items()}
     if auto:
-        cfg.model.subsampling = choose_subsampling(splits["train"], max_frames)
+        cfg.model.subsampling, per_gloss = choose_subsampling(splits["train"], need["train"], max_frames)
         log.info("model.subsampling auto: x%d (the median training clip has %.1f frames a gloss; each gloss keeps "
-                 "at least %d encoder frames)", cfg.model.subsampling, frames_per_gloss(splits["train"], max_frames),
-                 MIN_FRAMES_PER_GLOSS)
+                 "at least %d encoder frames)", cfg.model.subsampling, per_gloss, MIN_FRAMES_PER_GLOSS)
     factor = cfg.model.subsampling
     log.info("model: %s; %d training clips", describe_model(cfg), len(splits["train"].samples))
 
-    def too_short(sample: Sample, frames: int) -> tuple[str, str] | None:
-        need, have = ctc_min_frames(sample.glosses), subsampled_lengths(min(frames, max_frames), factor)
-        if have >= need:
-            return None
-        return "too_short", (f"{sample.where}: {len(sample.glosses)} glosses need {need} CTC frames but the clip gives "
-                             f"{have} ({frames} frames, resampled to at most {max_frames}, subsampled x{factor})")
-
     for name, rows in by_split.items():
-        splits[name] = splits[name].without(too_short)
+        result = splits[name]
+        have = subsampled_lengths(np.minimum(result.lengths, max_frames), factor)
+
+        def too_short(i: int) -> tuple[str, str]:
+            sample, frames = result.samples[i], result.lengths[i]
+            return "too_short", (f"{sample.where}: {len(sample.glosses)} glosses need {need[name][i]} CTC frames but "
+                                 f"the clip gives {have[i]} ({frames} frames, resampled to at most {max_frames}, "
+                                 f"subsampled x{factor})")
+
+        splits[name] = result.without(have < need[name], too_short)
         report_exclusions(splits[name].excluded, name, len(rows))
         if not splits[name].samples:
             raise SignlabError(f"no usable {name} rows left (see the warnings above for why each was excluded)")
@@ -172,7 +175,7 @@ class GlossDataModule(L.LightningDataModule):
         lengths = ds.lengths
         if train:
             factor = self.cfg.model.subsampling
-            need = [ctc_min_frames(s.glosses) for s in d.splits[split].samples]
+            need = ctc_need(d.splits[split].samples)
 
             def usable(index: int, frames: int) -> bool:  # still long enough for its CTC targets?
                 return subsampled_lengths(min(frames, self.cfg.data.max_frames), factor) >= need[index]
