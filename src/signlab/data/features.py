@@ -219,12 +219,13 @@ class ScanResult:
     def without(self, bad: np.ndarray, why: Callable[[int], tuple[str, str]]) -> ScanResult:
         """The samples not marked ``bad`` (a boolean per sample); sample ``i`` marked joins the
         exclusions with ``why(i)``: (kind, message)."""
-        if not bad.any():
+        drop = np.flatnonzero(bad).tolist()
+        if not drop:
             return self
         keep = np.flatnonzero(~bad).tolist()
         return ScanResult([self.samples[i] for i in keep], [self.lengths[i] for i in keep],
                           None if self.arrays is None else [self.arrays[i] for i in keep],
-                          self.excluded + [Exclusion(self.samples[i], *why(i)) for i in np.flatnonzero(bad).tolist()])
+                          self.excluded + [Exclusion(self.samples[i], *why(i)) for i in drop])
 
 
 

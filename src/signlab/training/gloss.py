@@ -83,7 +83,7 @@ def choose_subsampling(train: ScanResult, need: np.ndarray, max_frames: int) -> 
     (about 20 frames a gloss) gets 4, I3D windows (3-4 a gloss) 1: CTC needs room for its blanks,
     and a head that sees ten frames a gloss has ten chances to say blank."""
     frames = np.minimum(train.lengths, max_frames)
-    per_gloss = float(np.median(frames / np.fromiter(map(len, (s.glosses for s in train.samples)), np.int64, len(frames))))
+    per_gloss = float(np.median(frames / np.fromiter((len(s.glosses) for s in train.samples), np.int64, len(frames))))
     for factor in (4, 2):
         short = int((subsampled_lengths(frames, factor) < need).sum())
         if per_gloss / factor >= MIN_FRAMES_PER_GLOSS and short <= 0.01 * len(frames):
