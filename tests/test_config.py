@@ -19,7 +19,8 @@ def test_hybrid_yaml_is_the_seeds_but_for_what_learns_real_data():
     seed, ours = (load_config(REPO / "configs" / f"{n}.yaml").to_dict() for n in ("seed", "hybrid"))
     changed = {(s, k) for s in seed if isinstance(seed[s], dict) for k in seed[s] if seed[s][k] != ours[s][k]}
     assert changed == {("model", "encoder"), ("model", "num_encoder_layers"), ("model", "ctc_weight"),
-                       ("model", "ce_weight"), ("training", "lr"), ("training", "warmup_epochs")}
+                       ("model", "ce_weight"), ("model", "decoder_token_dropout"), ("training", "lr"),
+                       ("training", "warmup_epochs")}
 
 
 def test_builtin_configs_are_packaged_and_valid():

@@ -16,15 +16,17 @@ from signlab.data.manifest import read_manifest
 from signlab.errors import SignlabError
 from signlab.inference.recognizer import Recognizer, evaluate
 from signlab.training.callbacks import average_checkpoints, load_checkpoint
+from signlab.training import gloss
 from signlab.training.gloss import (
     GlossDataModule,
     GlossRecognitionModule,
     ctc_min_frames,
     prepare_gloss_data,
+    token_dropout,
 )
 from signlab.training.run import train
 from signlab.training.task import warmup_cosine
-from signlab.vocab import BLANK
+from signlab.vocab import BLANK, PAD, SOS, UNK
 from tests.conftest import TINY_MODEL, run_cli
 
 
@@ -147,6 +149,24 @@ def test_setup_errors_name_the_fix(tiny_corpus, tiny_config, tmp_path):
         prepare_gloss_data([s for s in samples if s.split != "dev"], tiny_config())
     with pytest.raises(SignlabError, match="nothing to resume"):
         train([tiny_corpus], tiny_config(), tmp_path / "none", resume=True)
+
+
+def test_decoder_token_dropout_auto_follows_the_training_split_size(tiny_corpus, tiny_config, caplog, monkeypatch):
+    samples = read_manifest(tiny_corpus)
+    train_clips = sum(s.split == "train" for s in samples)
+    with caplog.at_level(logging.INFO):
+        assert prepare_gloss_data(samples, tiny_config()).config.model.decoder_token_dropout == 0.0
+    assert f"model.decoder_token_dropout auto: 0 ({train_clips} training clips" in caplog.text
+    monkeypatch.setattr(gloss, "TOKEN_DROPOUT_FROM", train_clips)
+    assert prepare_gloss_data(samples, tiny_config()).config.model.decoder_token_dropout == 0.2
+    assert prepare_gloss_data(samples, tiny_config("model.decoder_token_dropout=0.1")).config.model.decoder_token_dropout == 0.1
+    with pytest.raises(SignlabError, match=r"--set model.decoder_token_dropout=1.5: .* a probability below 1"):
+        tiny_config("model.decoder_token_dropout=1.5")
+    tokens = torch.tensor([[SOS, 5, 6, 7, PAD, PAD]] * 2000)
+    dropped = token_dropout(tokens, 0.2)
+    assert (dropped[:, 0] == SOS).all() and (dropped[:, 4:] == PAD).all()
+    assert set(dropped[:, 1:4].unique().tolist()) == {5, 6, 7, UNK}
+    assert abs((dropped[:, 1:4] == UNK).float().mean().item() - 0.2) < 0.02
 
 
 def test_collapse_warning_when_blank_dominates_after_warmup(tiny_corpus, tiny_config, caplog):

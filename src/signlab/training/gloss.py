@@ -91,6 +91,17 @@ def choose_subsampling(train: ScanResult, need: np.ndarray, max_frames: int) -> 
     return 1, per_gloss
 
 
+TOKEN_DROPOUT_FROM = 1000  # training clips
+
+
+def auto_token_dropout(train_clips: int) -> float:
+    """``model.decoder_token_dropout: auto``: 0.2 from :data:`TOKEN_DROPOUT_FROM` training clips on,
+    else 0. On thousands of sentences the decoder learns their word order well enough to recite it
+    over what a new signer signs, and hiding a fifth of its input tokens makes it read the clip; on a
+    few hundred it has too little to learn from to spare them (README, benchmark (b))."""
+    return 0.2 if train_clips >= TOKEN_DROPOUT_FROM else 0.0
+
+
 def describe_model(cfg: Config) -> str:
     """One line saying what will be trained, for the log (the CLI says what it used)."""
     m = cfg.model
@@ -100,7 +111,8 @@ def describe_model(cfg: Config) -> str:
                "bilstm": f"convolution + BiLSTM encoder ({m.num_encoder_layers} x {m.d_model // 2} each way)",
                "tcn": f"TCN encoder ({m.num_encoder_layers} blocks of {m.d_model})"}[m.encoder]
     extras = [f"self-conditioned CTC {m.intermediate_ctc}" if m.intermediate_ctc else "",
-              f"attention guide {m.attention_guide}" if m.attention_guide else ""]
+              f"attention guide {m.attention_guide}" if m.attention_guide else "",
+              f"decoder token dropout {m.decoder_token_dropout}" if m.decoder_token_dropout else ""]
     return (f"hybrid CTC + attention: {encoder}, {m.num_decoder_layers}-layer decoder, loss {m.ctc_weight} CTC + "
             f"{m.ce_weight} CE" + "".join(f", {e}" for e in extras if e) + f", lr {cfg.training.lr:g}")
 
@@ -132,8 +144,12 @@ def prepare_gloss_data(
         cfg.model.subsampling, per_gloss = choose_subsampling(splits["train"], need["train"], max_frames)
         log.info("model.subsampling auto: x%d (the median training clip has %.1f frames a gloss; each gloss keeps "
                  "at least %d encoder frames)", cfg.model.subsampling, per_gloss, MIN_FRAMES_PER_GLOSS)
-    factor = cfg.model.subsampling
-    log.info("model: %s; %d training clips", describe_model(cfg), len(splits["train"].samples))
+    factor, clips = cfg.model.subsampling, len(splits["train"].samples)
+    if cfg.model.decoder_token_dropout == "auto":
+        cfg.model.decoder_token_dropout = auto_token_dropout(clips)
+        log.info("model.decoder_token_dropout auto: %g (%d training clips; 0.2 from %d on)",
+                 cfg.model.decoder_token_dropout, clips, TOKEN_DROPOUT_FROM)
+    log.info("model: %s; %d training clips", describe_model(cfg), clips)
 
     for name, rows in by_split.items():
         result = splits[name]
