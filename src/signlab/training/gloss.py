@@ -147,7 +147,7 @@ def prepare_gloss_data(
     factor, clips = cfg.model.subsampling, len(splits["train"].samples)
     if cfg.model.decoder_token_dropout == "auto":
         cfg.model.decoder_token_dropout = auto_token_dropout(clips)
-        log.info("model.decoder_token_dropout auto: %g (%d training clips; 0.2 from %d on)",
+        log.info("model.decoder_token_dropout auto: %g (%d training clips; on from %d)",
                  cfg.model.decoder_token_dropout, clips, TOKEN_DROPOUT_FROM)
     log.info("model: %s; %d training clips", describe_model(cfg), clips)
 
