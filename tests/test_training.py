@@ -162,6 +162,9 @@ def test_decoder_token_dropout_auto_follows_the_training_split_size(tiny_corpus,
     assert prepare_gloss_data(samples, tiny_config("model.decoder_token_dropout=0.1")).config.model.decoder_token_dropout == 0.1
     with pytest.raises(SignlabError, match=r"--set model.decoder_token_dropout=1.5: .* a probability below 1"):
         tiny_config("model.decoder_token_dropout=1.5")
+
+
+def test_token_dropout_hides_only_sentence_tokens_at_its_rate():
     tokens = torch.tensor([[SOS, 5, 6, 7, PAD, PAD]] * 2000)
     dropped = token_dropout(tokens, 0.2)
     assert (dropped[:, 0] == SOS).all() and (dropped[:, 4:] == PAD).all()

@@ -89,17 +89,18 @@ class ModelConfig(_AttentionSection):
         "hybrid, training: each decoder input token is <unk> with this probability, so the decoder "
         "reads the clip instead of reciting training sentences from the tokens before; auto: 0.2 from 1,000 "
         "training clips on, 0 below (on a few hundred clips it costs the decoder more than it saves)"))
-
-    @field_validator("decoder_token_dropout", mode="before")
-    @classmethod
-    def _probability_or_auto(cls, value: Any) -> Any:
-        if value != "auto" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
-            raise ValueError(f"model.decoder_token_dropout must be a probability below 1 (e.g. 0.2) or auto, got {value!r}")
-        return value
     attention_guide: float = Field(1.0, ge=0, description=(
         "hybrid: weight of a loss that keeps the decoder's cross-attention for each gloss between its "
         "neighbours' frames on the CTC head's forced alignment, from the end of warm-up (0 = off); "
         "it keeps the attention decoder from skipping or repeating clauses of long sentences"))
+
+    @field_validator("decoder_token_dropout", mode="before")
+    @classmethod
+    def _probability_or_auto(cls, value: Any) -> Any:
+        """A probability or auto, in one message that names the key (the union's own two errors would not)."""
+        if value != "auto" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+            raise ValueError(f"model.decoder_token_dropout must be a probability below 1 (e.g. 0.2) or auto, got {value!r}")
+        return value
 
 
 class TrainingConfig(_Section):
