@@ -3,7 +3,8 @@
 Each side augments the same float32 clips of 150 x 224 x 224 x 3 in [0, 1] (the seed's input) with
 its ``medium`` recipe (and ``light`` / ``heavy`` with ``--intensities``), one clip after another,
 alternating sides; clips per second is the number of clips over the time taken, so every
-transform is paid at its own probability. The seed's code is :mod:`seed_video_augmentation`,
+transform is paid at its own probability; signlab's on one thread and on one a core (what
+``extract i3d`` gives it with one worker). The seed's code is :mod:`seed_video_augmentation`,
 unchanged. Then the cost of one I3D feature view: ``extract i3d --views K`` on a real clip, per
 view (augmentation + extraction, random I3D weights, this machine's CPU).
 
@@ -13,6 +14,7 @@ view (augmentation + extraction, random I3D weights, this machine's CPU).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -28,23 +30,24 @@ import seed_video_augmentation as seed  # noqa: E402
 from common import REPO  # noqa: E402
 
 
-def clips_per_second(clips: list[np.ndarray], intensity: str) -> tuple[float, float]:
-    """(signlab, seed) clips/s over ``clips``, alternating clip by clip."""
+def clips_per_second(clips: list[np.ndarray], intensity: str, threads: int) -> tuple[float, float, float]:
+    """(signlab on one thread, signlab on ``threads``, seed) clips/s over ``clips``, alternating clip by clip."""
     from signlab.data.augment.video import VideoAugmentation
 
-    ours, theirs = VideoAugmentation(intensity), seed.SignLanguageAugmentation("train", intensity)
+    sides = [VideoAugmentation(intensity), VideoAugmentation(intensity, threads), seed.SignLanguageAugmentation("train", intensity)]
     random.seed(0)
     np.random.seed(0)
-    rng = np.random.default_rng(0)
-    ours(clips[0], rng)  # the noise bank, built once
-    spent = [0.0, 0.0]
+    rngs = [np.random.default_rng(0), np.random.default_rng(0)]
+    for ours, rng in zip(sides, rngs):
+        ours(clips[0], rng)  # the noise bank and the thread pool, made once
+    spent = [0.0] * len(sides)
     for clip in clips:
-        for side, aug in enumerate((lambda c: ours(c, rng), theirs)):
+        for side, aug in enumerate(sides):
             started = time.perf_counter()
-            out = aug(clip)
+            out = aug(clip, rngs[side]) if side < 2 else aug(clip)
             spent[side] += time.perf_counter() - started
-            assert out.shape[1:] == clip.shape[1:] and (side or out.dtype == np.float32)
-    return len(clips) / spent[0], len(clips) / spent[1]
+            assert out.shape[1:] == clip.shape[1:] and (side == 2 or out.dtype == np.float32)
+    return tuple(len(clips) / s for s in spent)
 
 
 def view_cost(views: int) -> list[float]:
@@ -75,12 +78,14 @@ def main() -> None:
     base = rng.random((150, 224, 224, 3), dtype=np.float32)
     clips = [np.roll(base, k, axis=0) for k in range(args.clips)]
     console = Console(width=140)
+    threads = os.cpu_count() or 1
     table = Table(title=f"video augmentation, {args.clips} float32 clips of 150 x 224 x 224 x 3")
-    for col in ("recipe", "signlab clips/s", "seed clips/s", "ratio"):
+    for col in ("recipe", "signlab clips/s, 1 thread", f"{threads} threads", "seed clips/s", "ratio, 1 thread",
+                f"ratio, {threads} threads"):
         table.add_column(col, justify="left" if col == "recipe" else "right")
     for intensity in args.intensities.split(","):
-        ours, theirs = clips_per_second(clips, intensity)
-        table.add_row(intensity, f"{ours:.2f}", f"{theirs:.2f}", f"{ours / theirs:.1f}x")
+        one, many, theirs = clips_per_second(clips, intensity, threads)
+        table.add_row(intensity, f"{one:.2f}", f"{many:.2f}", f"{theirs:.2f}", f"{one / theirs:.1f}x", f"{many / theirs:.1f}x")
     console.print(table)
     if (REPO.parent / "shared" / "data" / "real").is_dir():
         one, many = view_cost(args.views)

@@ -125,11 +125,12 @@ def plan(inputs: Sequence[str | Path], out: Path, shard: tuple[int, int] = (0, 1
 # ----------------------------------------------------------------------------- one worker process
 
 _extractor: Any = None
+_augment: VideoAugmentation | None = None
 
 
 def _init_worker(job: ExtractionJob, threads: int) -> None:
-    """Build the extractor once per process."""
-    global _extractor
+    """Build the extractor (and the views' augmentation) once per process, on its share of the cores."""
+    global _extractor, _augment
     if job.kind == "pose":
         from signlab.extract.holistic import HolisticExtractor
 
@@ -140,6 +141,7 @@ def _init_worker(job: ExtractionJob, threads: int) -> None:
         from signlab.extract.i3d import I3DExtractor
 
         torch.set_num_threads(threads)
+        _augment = VideoAugmentation(job.augment, threads)
         _extractor = I3DExtractor(None if job.random_weights else job.weights, job.device, job.stack_size,
                                   job.step_size, job.batch_size)
 
@@ -164,7 +166,7 @@ def _process(args: tuple[ExtractionJob, Item]) -> Outcome:
         else:
             frames = np.stack(list(iter_frames(video, opts)))
             for k in range(1, job.views):  # views first: the clean features' file says the video is complete
-                seen = VideoAugmentation(job.augment)(frames, np.random.default_rng([zlib.crc32(str(output).encode()), k]))
+                seen = _augment(frames, np.random.default_rng([zlib.crc32(str(output).encode()), k]))
                 save_npy(view_path(output, k), _extractor.extract(seen))
             features = _extractor.extract(frames)
             save_npy(output, features)

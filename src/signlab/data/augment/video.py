@@ -6,16 +6,21 @@ Same transforms, probabilities and strengths as the seed (rotation, scale, colou
 blur and cutout; speed, temporal crop, frame drop / repeat, temporal mask; never a horizontal
 flip), done the way a video pipeline does them rather than frame by frame in float64:
 
-* the temporal transforms only build an index of source frames, gathered once;
-* rotation and scale are one affine warp per frame, on uint8 pixels;
+* every random choice is drawn first; then the clip goes through all its transforms a chunk of
+  8 frames at a time, while the chunk is in the CPU's cache (gathered, converted to uint8,
+  warped, coloured, noised, back to float), instead of one pass over the whole clip per
+  transform; chunks are spread over ``threads`` threads, with the same result on any number;
+* the temporal transforms only build an index of source frames;
+* rotation and scale are one warp, its pixel map computed once a clip, and a chunk is warped as
+  one image whose 24 channels are its frames (one lookup of where each pixel reads, not eight);
 * brightness, contrast and saturation are one 3x4 colour matrix (saturation blends with the grey
-  image, as torchvision does, instead of a round trip through HSV per frame);
+  image, as torchvision does, instead of a round trip through HSV per frame), contrast about the
+  mean of a sample of the source frames;
 * Gaussian noise is a window of a bank of 4M normal draws in whole pixel levels (uint8 pixels
   cannot hold more), at a random offset for each frame, added with saturation: within a frame
-  every value's noise is independent, and drawing 22M values a clip (the seed's way, 200 ms) is
-  what made noise the slowest transform;
-* a float clip is converted to uint8 frame by frame as it is gathered, and back through a lookup
-  table: one pass each way.
+  every value's noise is independent, and drawing 22M values a clip (the seed's way) is what made
+  noise the slowest transform;
+* a float clip goes to uint8 and back through a lookup table, frame by frame.
 
 Speed changes pick the nearest frame (the seed blends neighbours, which ghosts moving hands).
 Input: (T, H, W, 3) uint8, or float in [0, 1]; output: the same dtype and range.
@@ -82,56 +87,93 @@ def noise_bank(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     return levels.clip(0, None).astype(np.uint8), (-levels).clip(0, None).astype(np.uint8)
 
 
+def warp_maps(angle: float, scale: float, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's two warps (rotate by ``angle`` degrees, then rescale about the centre) as one,
+    in OpenCV's fixed-point maps: where each output pixel reads, computed once a clip rather than
+    by ``warpAffine`` in every frame (the same bilinear warp, to 1/32 of a pixel)."""
+    inverse = cv2.invertAffineTransform(cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    (a, b, c), (d, e, f) = inverse.astype(np.float32)
+    return cv2.convertMaps(a * xs + b * ys + c, d * xs + e * ys + f, cv2.CV_16SC2)
+
+
+@functools.cache
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix="video-augment")
+
+
 FLOAT_LEVELS = (np.arange(256) / 255).astype(np.float32)  # uint8 level -> [0, 1], the way back for float clips
+CHUNK = 8  # frames that go through the transforms together (warped as the 24 channels of one image)
 
 
 class VideoAugmentation:
     """``aug(frames, rng)``: one random draw of the recipe ``intensity`` over a whole clip."""
 
-    def __init__(self, intensity: str = "medium"):
+    def __init__(self, intensity: str = "medium", threads: int = 1):
         if intensity not in RECIPES:
             raise ValueError(f"video augmentation intensity {intensity!r}: one of {', '.join(RECIPES)}")
-        self.intensity, self.r = intensity, RECIPES[intensity]
+        self.intensity, self.r, self.threads = intensity, RECIPES[intensity], threads
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         r = self.r
         index = self.frame_index(len(frames), rng)
-        if frames.dtype == np.uint8:
-            x = frames[index]
-        else:  # gathered and converted in one pass, frame by frame
-            x = np.empty((len(index), *frames.shape[1:]), np.uint8)
-            for i, j in enumerate(index):
-                cv2.convertScaleAbs(frames[j], dst=x[i], alpha=255.0)
-        t, h, w, _ = x.shape
+        t, h, w = len(index), *frames.shape[1:3]
         angle = rng.uniform(-r.rotation, r.rotation) if rng.random() < r.rotation_p else 0.0
         scale = rng.uniform(*r.scale) if rng.random() < r.scale_p else 1.0
-        if angle or scale != 1.0:  # the seed's two warps (rotate, then rescale about the centre) as one
-            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-            warped = np.empty_like(x)
-            for i, f in enumerate(x):
-                cv2.warpAffine(f, matrix, (w, h), dst=warped[i])
-            x = warped
-        if rng.random() < r.color_p:
-            x = cv2.transform(x.reshape(t * h, w, 3), self.color_matrix(x, rng)).reshape(x.shape)
-        if rng.random() < r.noise_p:
-            add, subtract = noise_bank(round(r.noise * 255, 6))
-            flat, n = x.reshape(t, -1), h * w * 3
-            for i, start in enumerate(rng.integers(0, NOISE_BANK - n + 1, t)):
-                cv2.add(flat[i], add[start : start + n], dst=flat[i])
-                cv2.subtract(flat[i], subtract[start : start + n], dst=flat[i])
-        if rng.random() < r.blur_p:
-            x = np.stack([cv2.GaussianBlur(f, (3, 3), 0) for f in x])
+        warp = warp_maps(angle, scale, w, h) if angle or scale != 1.0 else None
+        colour = self.color_matrix(frames[index[:: max(1, t // 8)]], rng) if rng.random() < r.color_p else None
+        noise = rng.integers(0, NOISE_BANK - h * w * 3 + 1, t) if rng.random() < r.noise_p else None
+        blur = rng.random() < r.blur_p
+        cutout = None
         if rng.random() < r.cutout_p:
             mh, mw = int(h * rng.uniform(0.1, r.cutout)), int(w * rng.uniform(0.1, r.cutout))
             top, left = rng.integers(0, h - mh + 1), rng.integers(0, w - mw + 1)
-            x[:, top : top + mh, left : left + mw] = 0
+            cutout = np.s_[top : top + mh, left : left + mw]
+        masked = np.zeros(t, bool)
         if rng.random() < r.mask_p and t >= 4:
             n = int(rng.integers(1, min(r.mask_len, t // 4) + 1))
             start = int(rng.integers(0, t - n + 1))
-            x[start : start + n] = 0
-        if frames.dtype == np.uint8:
-            return x
-        return cv2.LUT(x.reshape(t * h, w * 3), FLOAT_LEVELS).reshape(x.shape).astype(frames.dtype, copy=False)
+            masked[start : start + n] = True
+        x = np.empty((t, h, w, 3), np.uint8)  # the clip in uint8 pixels
+        out = x if frames.dtype == np.uint8 else np.empty((t, h, w, 3), np.float32)
+        add, subtract = noise_bank(round(r.noise * 255, 6)) if noise is not None else (None, None)
+
+        def run(start: int, stop: int) -> None:
+            """Frames ``start`` to ``stop`` through every transform while they are in the cache."""
+            for i in range(start, stop):
+                if frames.dtype == np.uint8:
+                    x[i] = frames[index[i]]
+                else:
+                    cv2.convertScaleAbs(frames[index[i]], dst=x[i], alpha=255.0)
+            if warp is not None:  # the chunk's frames side by side as the channels of one image: one remap
+                warped = cv2.remap(cv2.merge(list(x[start:stop])), *warp, cv2.INTER_LINEAR)
+                cv2.mixChannels([warped], list(x[start:stop]), [c for k in range(3 * (stop - start)) for c in (k, k)])
+            for i in range(start, stop):
+                f = x[i]
+                if colour is not None:
+                    cv2.transform(f, colour, dst=f)
+                if noise is not None:
+                    flat, at = f.reshape(-1), noise[i]
+                    cv2.add(flat, add[at : at + flat.size], dst=flat)
+                    cv2.subtract(flat, subtract[at : at + flat.size], dst=flat)
+                if blur:
+                    f[:] = cv2.GaussianBlur(f, (3, 3), 0)
+                if cutout is not None:
+                    f[cutout] = 0
+                if masked[i]:
+                    f[:] = 0
+                if out is not x:
+                    cv2.LUT(f.reshape(h, w * 3), FLOAT_LEVELS, dst=out[i].reshape(h, w * 3))
+
+        chunks = [(a, min(t, a + CHUNK)) for a in range(0, t, CHUNK)]
+        if self.threads > 1 and len(chunks) > 1:
+            list(_pool(self.threads).map(lambda c: run(*c), chunks))
+        else:
+            for c in chunks:
+                run(*c)
+        return out.astype(frames.dtype, copy=False)
 
     def frame_index(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Which source frame each output frame is: speed change, temporal crop, drop / repeat."""
@@ -149,14 +191,15 @@ class VideoAugmentation:
                 index = np.repeat(index, counts)
         return index
 
-    def color_matrix(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Brightness (+d), contrast about the clip's mean (x f), saturation (blend with grey, s) as
-        one 3x4 matrix on 0..255 pixels."""
+    def color_matrix(self, sample: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Brightness (+d), contrast about the clip's mean (x f; the mean of ``sample``, a few of the
+        clip's frames), saturation (blend with grey, s) as one 3x4 matrix on 0..255 pixels."""
         r = self.r
         d = rng.uniform(-r.brightness, r.brightness) * 255 if r.brightness else 0.0
         f = rng.uniform(1 - r.contrast, 1 + r.contrast) if r.contrast else 1.0
         s = rng.uniform(1 - r.saturation, 1 + r.saturation) if r.saturation else 1.0
-        mean = float(x[:: max(1, len(x) // 8), ::4, ::4].mean()) + d  # the brightened clip's mean, from a sample
+        levels = 1 if sample.dtype == np.uint8 else 255
+        mean = float(sample[:, ::4, ::4].mean()) * levels + d  # the brightened clip's mean
         m = f * (s * np.eye(3, dtype=np.float32) + (1 - s) * np.ones((3, 1), np.float32) * GREY)
         offset = f * d + (1 - f) * mean
         return np.concatenate([m, np.full((3, 1), offset, np.float32)], 1)
