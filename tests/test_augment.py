@@ -191,9 +191,10 @@ def test_video_augmentation_keeps_dtype_range_and_frame_size_and_never_flips():
         VideoAugmentation("extreme")
 
 
-def test_video_augmentation_on_threads_gives_what_one_thread_gives_and_warps_as_opencv_does():
+def test_video_augmentation_on_threads_gives_what_one_thread_gives_and_warps_as_opencv_does(monkeypatch):
     import cv2
 
+    from signlab.data.augment import video
     from signlab.data.augment.video import RECIPES, VideoAugmentation, warp_maps
 
     clip = np.random.default_rng(0).random((40, 32, 48, 3), dtype=np.float32)
@@ -201,6 +202,9 @@ def test_video_augmentation_on_threads_gives_what_one_thread_gives_and_warps_as_
         for k in range(8):
             one = VideoAugmentation(intensity)(clip, np.random.default_rng(k))
             assert np.array_equal(VideoAugmentation(intensity, threads=3)(clip, np.random.default_rng(k)), one)
+            with monkeypatch.context() as m:  # a frame at a time: each frame warped alone
+                m.setattr(video, "CHUNK", 1)
+                assert np.array_equal(VideoAugmentation(intensity)(clip, np.random.default_rng(k)), one)
     ramp = np.broadcast_to(np.linspace(0, 255, 48).astype(np.uint8)[None, :, None], (32, 48, 3)).copy()
     matrix = cv2.getRotationMatrix2D((24, 16), 9.0, 1.04)  # what the maps stand for: warpAffine's matrix
     by_maps = cv2.remap(ramp, *warp_maps(9.0, 1.04, 48, 32), cv2.INTER_LINEAR)
