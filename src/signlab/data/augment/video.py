@@ -123,7 +123,9 @@ class VideoAugmentation:
         angle = rng.uniform(-r.rotation, r.rotation) if rng.random() < r.rotation_p else 0.0
         scale = rng.uniform(*r.scale) if rng.random() < r.scale_p else 1.0
         warp = warp_maps(angle, scale, w, h) if angle or scale != 1.0 else None
-        colour = self.color_matrix(frames[index[:: max(1, t // 8)]], rng) if rng.random() < r.color_p else None
+        colour = None
+        if rng.random() < r.color_p:  # contrast's pivot from every 4th pixel of 8 frames, gathered alone
+            colour = self.color_matrix(frames[index[:: max(1, t // 8)], ::4, ::4], rng)
         noise = rng.integers(0, NOISE_BANK - h * w * 3 + 1, t) if rng.random() < r.noise_p else None
         blur = rng.random() < r.blur_p
         cutout = None
@@ -192,14 +194,14 @@ class VideoAugmentation:
         return index
 
     def color_matrix(self, sample: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Brightness (+d), contrast about the clip's mean (x f; the mean of ``sample``, a few of the
-        clip's frames), saturation (blend with grey, s) as one 3x4 matrix on 0..255 pixels."""
+        """Brightness (+d), contrast about the clip's mean (x f; the mean of ``sample``, pixels of a
+        few of its frames), saturation (blend with grey, s) as one 3x4 matrix on 0..255 pixels."""
         r = self.r
         d = rng.uniform(-r.brightness, r.brightness) * 255 if r.brightness else 0.0
         f = rng.uniform(1 - r.contrast, 1 + r.contrast) if r.contrast else 1.0
         s = rng.uniform(1 - r.saturation, 1 + r.saturation) if r.saturation else 1.0
         levels = 1 if sample.dtype == np.uint8 else 255
-        mean = float(sample[:, ::4, ::4].mean()) * levels + d  # the brightened clip's mean
+        mean = float(sample.mean()) * levels + d  # the brightened clip's mean
         m = f * (s * np.eye(3, dtype=np.float32) + (1 - s) * np.ones((3, 1), np.float32) * GREY)
         offset = f * d + (1 - f) * mean
         return np.concatenate([m, np.full((3, 1), offset, np.float32)], 1)
