@@ -8,9 +8,12 @@ another the test split, with more signer-to-signer variation than the demo (``si
 1.5: bodies, habits and each signer's own form of every sign). Trained with ``configs/hybrid.yaml``
 and the recipe below (the held-out benchmark's), the TCN baseline with the same flags and
 ``model.type=tcn``, and the plain bidirectional GRU + CTC reference, in one run; every decoding
-method on dev and test.
+method on dev and test. One new signer is a small sample of new signers (a config can gain on the
+test signer what it loses on the dev signer), so each run is also scored on the test sentences
+signed by ``--more-signers`` more new signers (default 4), per signer, with CTC beam search, the
+attention decoder alone and the default.
 
-    python benchmarks/bench_phoenix_sentences.py [--out runs/bench_phoenix] [--set KEY=VALUE ...]
+    python benchmarks/bench_phoenix_sentences.py [--out runs/bench_phoenix] [--set KEY=VALUE ...] [--more-signers 4]
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import REPO, decoder_table, method_wer, recurrent_reference, train_and_compare
+from common import REPO, decoder_table, method_wer, recurrent_reference, signlab, train_and_compare
 from rich.console import Console
 from rich.table import Table
 
@@ -45,12 +48,68 @@ def phoenix_sentences(vocabulary: int = 300, train_clips: int = 3000, seed: int 
     return kept
 
 
+SPEC = dict(train_signers=6, dev_signers=1, test_signers=1, clips_per_signer=500, signer_variation=1.5, seed=11)
+
+
+def more_signers(data: Path, count: int) -> Path:
+    """The corpus's test sentences signed by ``count`` more new signers (the signers after the
+    corpus's own, same lexicon and signer variation): a manifest of test rows in ``data``."""
+    import csv
+
+    from signlab.data.synthetic import SyntheticSigner, make_lexicon, sample_signer
+    from signlab.kinds import HOLISTIC
+
+    manifest = data / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    sentences = phoenix_sentences()
+    lexicon = make_lexicon(sorted({g for rows in sentences.values() for s in rows for g in s.glosses}), SPEC["seed"])
+    first = SPEC["train_signers"] + SPEC["dev_signers"] + SPEC["test_signers"]
+    (data / "features").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(first, first + count):  # the seeds generate_corpus would give signer k and its clips
+        signer = SyntheticSigner(lexicon, sample_signer(np.random.default_rng([SPEC["seed"], 2, k]), SPEC["signer_variation"]))
+        for i, sentence in enumerate(sentences["test"][: SPEC["clips_per_signer"]]):
+            clip = f"s{k:02d}_{i:04d}"
+            np.save(data / "features" / f"{clip}.npy", signer.render(sentence.glosses, np.random.default_rng([SPEC["seed"], 3, k, i])))
+            rows.append({"id": clip, "split": "test", "features": f"features/{clip}.npy", "feature_kind": HOLISTIC.name,
+                         "glosses": " ".join(sentence.glosses), "text": sentence.text, "signer": f"signer{k:02d}"})
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def per_signer(run: Path, manifest: Path, has_decoder: bool) -> dict[str, dict[str, float]]:
+    """Decoding -> WER % over all the clips of ``manifest`` and per signer (``signlab evaluate``)."""
+    from collections import defaultdict
+
+    from signlab.metrics import word_error_rate
+
+    wers = {}
+    for method in ("ctc_beam", "attention", "default") if has_decoder else ("ctc_beam", "default"):
+        out = run / f"more_signers_{method}.json"
+        if not out.is_file():
+            signlab(REPO / "src", "evaluate", str(run), "-m", str(manifest), "--split", "test", "--output", str(out),
+                    *([] if method == "default" else ["--decode", method]))
+        clips = defaultdict(list)
+        for line in (out.parent / json.loads(out.read_text())["hypotheses"]).read_text().splitlines():
+            clip = json.loads(line)
+            clips[clip["signer"]].append((clip["reference"], clip["hypothesis"]))
+        every = [pair for pairs in clips.values() for pair in pairs]
+        wers[method] = {"all": word_error_rate(*zip(*every)).wer,
+                        **{s: word_error_rate(*zip(*pairs)).wer for s, pairs in sorted(clips.items())}}
+    return wers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_phoenix"))
     parser.add_argument("--set", action="append", default=[], help="extra override for the signlab runs")
     parser.add_argument("--reference-epochs", type=int, default=20)
     parser.add_argument("--no-tcn", action="store_true", help="skip the TCN baseline")
+    parser.add_argument("--more-signers", type=int, default=4, help="new signers of the test sentences besides the test split's")
     args = parser.parse_args()
     if not PHOENIX.is_dir():
         raise SystemExit(f"{PHOENIX} not found: this benchmark reads the real PHOENIX-2014-T annotation files")
@@ -59,12 +118,21 @@ def main() -> None:
     out = args.out.resolve()
     manifest = out / "data" / "manifest.csv"
     if not manifest.exists():
-        generate_corpus(out / "data", CorpusSpec(train_signers=6, dev_signers=1, test_signers=1, clips_per_signer=500,
-                                                 signer_variation=1.5, seed=11), sentences=phoenix_sentences())
+        generate_corpus(out / "data", CorpusSpec(**SPEC), sentences=phoenix_sentences())
     config = REPO / "configs" / "hybrid.yaml"
     runs = {"hybrid": []} if args.no_tcn else {"hybrid": [], "TCN + CTC, same flags": ["model.type=tcn"]}
     results = {name: train_and_compare(REPO / "src", manifest, out / f"run{i}", config, [*RECIPE, *extra, *args.set])
                for i, (name, extra) in enumerate(runs.items())}
+    if args.more_signers:
+        more = more_signers(out / f"more-signers-{args.more_signers}", args.more_signers)
+        for i, (name, r) in enumerate(results.items()):
+            r["more_signers"] = per_signer(out / f"run{i}", more, name == "hybrid")
+            table = Table(title=f"{name}: the test sentences by {args.more_signers} more new signers, WER %")
+            for col in ("decoding", "all", *(s for s in r["more_signers"]["ctc_beam"] if s != "all")):
+                table.add_column(col, justify="left" if col == "decoding" else "right")
+            for method, wers in r["more_signers"].items():
+                table.add_row(method, *(f"{w:.2f}" for w in wers.values()))
+            Console(width=160).print(table)
     reference = recurrent_reference(manifest, args.reference_epochs)
     (out / "results.json").write_text(json.dumps({"runs": results, "reference": reference}, indent=1))
     console = Console(width=160)
