@@ -53,32 +53,16 @@ SPEC = dict(train_signers=6, dev_signers=1, test_signers=1, clips_per_signer=500
 
 def more_signers(data: Path, count: int) -> Path:
     """The corpus's test sentences signed by ``count`` more new signers (the signers after the
-    corpus's own, same lexicon and signer variation): a manifest of test rows in ``data``."""
-    import csv
+    corpus's own, as the corpus would have them): a manifest of test rows in ``data``."""
+    from signlab.data.synthetic import CorpusSpec, generate_corpus
 
-    from signlab.data.synthetic import SyntheticSigner, make_lexicon, sample_signer
-    from signlab.kinds import HOLISTIC
-
-    manifest = data / "manifest.csv"
-    if manifest.exists():
-        return manifest
+    if (data / "manifest.csv").exists():
+        return data / "manifest.csv"
     sentences = phoenix_sentences()
-    lexicon = make_lexicon(sorted({g for rows in sentences.values() for s in rows for g in s.glosses}), SPEC["seed"])
+    tests = sentences["test"][: SPEC["clips_per_signer"]]  # what the test signer signs, for every test signer
     first = SPEC["train_signers"] + SPEC["dev_signers"] + SPEC["test_signers"]
-    (data / "features").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k in range(first, first + count):  # the seeds generate_corpus would give signer k and its clips
-        signer = SyntheticSigner(lexicon, sample_signer(np.random.default_rng([SPEC["seed"], 2, k]), SPEC["signer_variation"]))
-        for i, sentence in enumerate(sentences["test"][: SPEC["clips_per_signer"]]):
-            clip = f"s{k:02d}_{i:04d}"
-            np.save(data / "features" / f"{clip}.npy", signer.render(sentence.glosses, np.random.default_rng([SPEC["seed"], 3, k, i])))
-            rows.append({"id": clip, "split": "test", "features": f"features/{clip}.npy", "feature_kind": HOLISTIC.name,
-                         "glosses": " ".join(sentence.glosses), "text": sentence.text, "signer": f"signer{k:02d}"})
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return generate_corpus(data, CorpusSpec(**{**SPEC, "test_signers": SPEC["test_signers"] + count}),
+                           {**sentences, "test": tests * (SPEC["test_signers"] + count)}, range(first, first + count))
 
 
 def per_signer(run: Path, manifest: Path, has_decoder: bool) -> dict[str, dict[str, float]]:
@@ -94,11 +78,10 @@ def per_signer(run: Path, manifest: Path, has_decoder: bool) -> dict[str, dict[s
             signlab(REPO / "src", "evaluate", str(run), "-m", str(manifest), "--split", "test", "--output", str(out),
                     *([] if method == "default" else ["--decode", method]))
         clips = defaultdict(list)
-        for line in (out.parent / json.loads(out.read_text())["hypotheses"]).read_text().splitlines():
+        for line in (run / json.loads(out.read_text())["hypotheses"]).read_text().splitlines():
             clip = json.loads(line)
             clips[clip["signer"]].append((clip["reference"], clip["hypothesis"]))
-        every = [pair for pairs in clips.values() for pair in pairs]
-        wers[method] = {"all": word_error_rate(*zip(*every)).wer,
+        wers[method] = {"all": json.loads(out.read_text())["wer"],
                         **{s: word_error_rate(*zip(*pairs)).wer for s, pairs in sorted(clips.items())}}
     return wers
 

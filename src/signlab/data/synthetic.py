@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -426,13 +427,14 @@ class CorpusSpec:
 
 
 def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(),
-                    sentences: dict[str, list[Sentence]] | None = None) -> Path:
+                    sentences: dict[str, list[Sentence]] | None = None, signers: Collection[int] | None = None) -> Path:
     """Write ``features/*.npy`` and ``manifest.csv`` (signlab's format) under ``out_dir``.
 
     Returns the manifest path. The manifest has ``sentence_id`` and ``category`` columns too,
     so the same corpus serves the sentence pipeline. ``sentences`` (split -> sentences, e.g. a real
     corpus's gloss sentences) replaces the grammar: the signers of a split sign that split's
-    sentences in turn, each at most once, up to ``clips_per_signer`` each.
+    sentences in turn, each at most once, up to ``clips_per_signer`` each. ``signers``: only the
+    signers of these indices (train, dev, then test) are written, each as in the whole corpus.
     """
     out = Path(out_dir)
     (out / "features").mkdir(parents=True, exist_ok=True)
@@ -456,7 +458,8 @@ def generate_corpus(out_dir: str | Path, spec: CorpusSpec = CorpusSpec(),
             picks = [_sample(grammar, spec, rng) for _ in range(spec.clips_per_signer)]
         if split == "test" and not sentences:
             picks += unknown
-        jobs.extend((k, split, signer, i, sentence) for i, sentence in enumerate(picks))
+        if signers is None or k in signers:
+            jobs.extend((k, split, signer, i, sentence) for i, sentence in enumerate(picks))
     sentence_ids: dict[Sentence, int] = {}
     for k, split, signer, i, sentence in track(jobs, description="rendering synthetic signers", transient=True):
         clip_rng = np.random.default_rng([spec.seed, 3, k, i])
