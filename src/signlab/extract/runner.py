@@ -166,7 +166,8 @@ def _process(args: tuple[ExtractionJob, Item]) -> Outcome:
         else:
             frames = np.stack(list(iter_frames(video, opts)))
             for k in range(1, job.views):  # views first: the clean features' file says the video is complete
-                seen = _augment(frames, np.random.default_rng([zlib.crc32(str(output).encode()), k]))
+                # seeded by the clip's path in the output folder: the same views wherever the corpus is extracted
+                seen = _augment(frames, np.random.default_rng([zlib.crc32(os.path.relpath(output, job.out).encode()), k]))
                 save_npy(view_path(output, k), _extractor.extract(seen))
             features = _extractor.extract(frames)
             save_npy(output, features)
